@@ -1,0 +1,84 @@
+/* cdb.h: reading cdb files (D. J. Bernstein's constant database format).
+ *
+ * The caller maps the file and hands the bytes to cdb_init(); nothing here
+ * does I/O or keeps global state.  A struct cdb is read-only after
+ * cdb_init(), so one of them serves any number of threads; the state of a
+ * search lives in the caller's struct cdb_find.
+ *
+ * Every function that reads the map checks the offsets it is about to use
+ * against the size first: a corrupt or hostile file gives -1 with
+ * errno = EPROTO, never an access outside the map or an endless loop.
+ *
+ * Return values follow djb: -1 error (errno set), 0 not found, 1 found. */
+#ifndef CDBRULES_CDB_H
+#define CDBRULES_CDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CDB_HEADER_SIZE 2048u
+#define CDB_HASH_START 5381u
+#define CDB_MAX_SIZE 0xffffffffu /* the format's 32-bit offsets */
+
+struct cdb {
+  const unsigned char *map; /* the whole file */
+  uint32_t size;            /* its length, CDB_HEADER_SIZE .. CDB_MAX_SIZE */
+  uint32_t dend;            /* end of the records: where table 0 starts */
+};
+
+struct cdb_find {
+  const struct cdb *cdb;
+  const unsigned char *key;
+  uint32_t klen;
+  uint32_t hash;
+  uint32_t tpos;  /* start of this key's hash table */
+  uint32_t slots; /* slots in it */
+  uint32_t slot;  /* the next slot to look at */
+  uint32_t left;  /* slots still to look at */
+  uint32_t rpos;  /* found: where the record starts */
+  uint32_t dpos;  /* found: where its data starts */
+  uint32_t dlen;  /* found: its data length */
+};
+
+/* The djb hash of a key. */
+uint32_t cdb_hash(const void *key, size_t len);
+
+/* Point c at a mapped file of size bytes.
+ * Return 0, or -1 with errno EPROTO if it is too small or too large to be a cdb. */
+int cdb_init(struct cdb *c, const void *map, size_t size);
+
+/* Start a search for key; cdb_findnext() then returns its records in file order.
+ * Return 0, or -1 with errno EBADF when c was never initialised (map NULL:
+ * how the Python layer marks a closed reader). */
+int cdb_findstart(struct cdb_find *f, const struct cdb *c, const void *key, size_t klen);
+
+/* Return 1 and set f->rpos, f->dpos, f->dlen for the next record of the key;
+ * 0 when there are no more; -1 with errno EPROTO on a corrupt file. */
+int cdb_findnext(struct cdb_find *f);
+
+/* The first record of key: 1 and *rpos set, 0 not found, -1 EPROTO. */
+int cdb_find(const struct cdb *c, const void *key, size_t klen, uint32_t *rpos);
+
+/* The first value of key packed as (data position << 32 | data length):
+ * 0 when absent, 1 on error (errno EPROTO: a corrupt file; EBADF: no map).  Any found value is
+ * larger than 1, as data never starts before offset 8. */
+uint64_t cdb_get(const struct cdb *c, const char *key, size_t klen);
+
+/* Read the record at *pos, the first one being at CDB_HEADER_SIZE: set *klen
+ * and *dlen (the key starts at *pos + 8) and move *pos past it.
+ * Return 1, 0 at the end of the records, -1 EPROTO if it does not fit. */
+int cdb_seqnext(const struct cdb *c, uint32_t *pos, uint32_t *klen, uint32_t *dlen);
+
+/* Fill out with up to max records from *pos on, three numbers each:
+ * key position, key length, data length.  Return how many, -1 EPROTO. */
+long cdb_seqbatch(const struct cdb *c, uint32_t *pos, uint32_t *out, size_t max);
+
+/* The record at rpos (as cdb_find() gives it): where its key and data are.
+ * Return 0, -1 EPROTO if it does not fit in the file. */
+int cdb_record(const struct cdb *c, uint32_t rpos, uint32_t *kpos, uint32_t *klen, uint32_t *dpos,
+               uint32_t *dlen);
+
+/* How many records the file holds; -1 EPROTO. */
+long long cdb_count(const struct cdb *c);
+
+#endif

@@ -1,0 +1,70 @@
+/* cdbrules_cdef.h: what the Python package sees of the C core.
+ * The build reads this file as the cffi cdef; in API mode cffi checks every
+ * declaration here against the real headers (cdb.h, cdb_make.h,
+ * rules_parse.h, rules_lookup.h, iptext.h) when it compiles the extension.
+ * Plain declarations only: cffi does not run the preprocessor. */
+
+#define CDB_HEADER_SIZE ...
+#define CDB_MAX_SIZE ...
+#define IP4_FMT ...
+#define IP6_FMT ...
+
+struct cdb { ...; };
+struct cdb_find { uint32_t rpos; uint32_t dpos; uint32_t dlen; ...; };
+struct cdb_make { uint64_t limit; uint64_t records; ...; };
+
+uint32_t cdb_hash(const void *key, size_t len);
+int cdb_init(struct cdb *c, const void *map, size_t size);
+int cdb_findstart(struct cdb_find *f, const struct cdb *c, const void *key, size_t klen);
+int cdb_findnext(struct cdb_find *f);
+int cdb_find(const struct cdb *c, const void *key, size_t klen, uint32_t *rpos);
+uint64_t cdb_get(const struct cdb *c, const char *key, size_t klen);
+int cdb_seqnext(const struct cdb *c, uint32_t *pos, uint32_t *klen, uint32_t *dlen);
+long cdb_seqbatch(const struct cdb *c, uint32_t *pos, uint32_t *out, size_t max);
+int cdb_record(const struct cdb *c, uint32_t rpos, uint32_t *kpos, uint32_t *klen, uint32_t *dpos,
+               uint32_t *dlen);
+long long cdb_count(const struct cdb *c);
+
+int cdb_make_start(struct cdb_make *m, int fd);
+int cdb_make_add(struct cdb_make *m, const void *key, size_t klen, const void *data, size_t dlen);
+int cdb_make_finish(struct cdb_make *m);
+void cdb_make_free(struct cdb_make *m);
+
+enum rules_errcode {
+  RULES_OK, RULES_E_NOKEYWORD, RULES_E_AFTERKEYWORD, RULES_E_NOEQUALS, RULES_E_TRAILINGCOMMA,
+  RULES_E_NOVALUE, RULES_E_UNTERMINATED, RULES_E_AFTERVALUE, RULES_E_RANGE
+};
+struct rules_error {
+  uint64_t lineno;
+  int code;
+  size_t column;
+  size_t name;
+  size_t namelen;
+  const unsigned char *line;
+  size_t linelen;
+};
+struct rules_parser {
+  uint64_t lineno;
+  uint64_t rules;
+  uint64_t keys;
+  struct rules_error err;
+  ...;
+};
+int rules_parser_init(struct rules_parser *p, struct cdb_make *out);
+int rules_feed(struct rules_parser *p, const void *text, size_t len);
+int rules_finish(struct rules_parser *p);
+void rules_parser_free(struct rules_parser *p);
+
+struct rules_probe { ...; };
+size_t rules_probe_bufsize(size_t iplen, size_t hostlen, size_t infolen);
+void rules_probe_start(struct rules_probe *pr, const void *ip, size_t iplen, const void *host,
+                       size_t hostlen, const void *info, size_t infolen, unsigned char *buf);
+int rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen);
+int64_t rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const void *host, size_t hostlen,
+                     const void *info, size_t infolen);
+int64_t rules_check(const struct cdb *c, const char *ip, const char *host, const char *info);
+int64_t rules_check_ip(const struct cdb *c, const char *ip);
+long rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max);
+
+size_t ip4_fmt(char *out, const unsigned char ip[4]);
+size_t ip6_fmt(char *out, const unsigned char ip[16]);

@@ -1,0 +1,19 @@
+/* iptext.h: addresses as text, the way tcpserver puts them in TCPREMOTEIP.
+ *
+ * IPv6 uses the ucspi-tcp IPv6 patch's own format (spec section 7):
+ * lowercase hex without leading zeros; the longest run of zero groups,
+ * even a run of one, becomes "::" (the first of equal runs); addresses in
+ * ::ffff:0:0/96 end in a dotted quad.  No zone. */
+#ifndef CDBRULES_IPTEXT_H
+#define CDBRULES_IPTEXT_H
+
+#include <stddef.h>
+
+#define IP4_FMT 16 /* room for "255.255.255.255" and a NUL */
+#define IP6_FMT 46 /* room for the longest IPv6 text and a NUL */
+
+/* Write the text of ip into out, NUL-terminated; return its length. */
+size_t ip4_fmt(char *out, const unsigned char ip[4]);
+size_t ip6_fmt(char *out, const unsigned char ip[16]);
+
+#endif

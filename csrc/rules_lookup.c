@@ -1,0 +1,157 @@
+/* rules_lookup.c: tcpserver's probe order (spec section 5) in one call. */
+#include <errno.h>
+#include <stdlib.h>
+#include "cdb_int.h"
+#include "rules_lookup.h"
+
+enum { STEP_INFO_IP, STEP_INFO_HOST, STEP_IP, STEP_HOST, STEP_PREFIX, STEP_SUFFIX, STEP_EQ, STEP_EMPTY, STEP_DONE };
+
+size_t
+rules_probe_bufsize(size_t iplen, size_t hostlen, size_t infolen)
+{
+  size_t a = infolen + 1 + iplen, b = infolen + 2 + hostlen;
+  return (a > b ? a : b) + 1;
+}
+
+void
+rules_probe_start(struct rules_probe *pr, const void *ip, size_t iplen, const void *host, size_t hostlen,
+                  const void *info, size_t infolen, unsigned char *buf)
+{
+  pr->ip = ip;
+  pr->iplen = iplen;
+  pr->host = host;
+  pr->hostlen = host ? hostlen : 0;
+  pr->info = info;
+  pr->infolen = info ? infolen : 0;
+  pr->buf = buf;
+  pr->step = pr->info ? STEP_INFO_IP : STEP_IP;
+  pr->at = 0;
+}
+
+int
+rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen)
+{
+  for (;;)
+    switch (pr->step) {
+    case STEP_INFO_IP: /* info@ip */
+      memcpy(pr->buf, pr->info, pr->infolen);
+      pr->buf[pr->infolen] = '@';
+      memcpy(pr->buf + pr->infolen + 1, pr->ip, pr->iplen);
+      *key = pr->buf;
+      *klen = pr->infolen + 1 + pr->iplen;
+      pr->step = pr->host ? STEP_INFO_HOST : STEP_IP;
+      return 1;
+    case STEP_INFO_HOST: /* info@=host */
+      memcpy(pr->buf + pr->infolen + 1, "=", 1);
+      memcpy(pr->buf + pr->infolen + 2, pr->host, pr->hostlen);
+      *key = pr->buf;
+      *klen = pr->infolen + 2 + pr->hostlen;
+      pr->step = STEP_IP;
+      return 1;
+    case STEP_IP:
+      *key = pr->ip;
+      *klen = pr->iplen;
+      pr->step = pr->host ? STEP_HOST : STEP_PREFIX;
+      pr->at = pr->iplen;
+      return 1;
+    case STEP_HOST: /* =host */
+      pr->buf[0] = '=';
+      memcpy(pr->buf + 1, pr->host, pr->hostlen);
+      *key = pr->buf;
+      *klen = 1 + pr->hostlen;
+      pr->step = STEP_PREFIX;
+      return 1;
+    case STEP_PREFIX: /* ip prefixes ending at '.' or ':', longest first */
+      while (pr->at > 0) {
+        size_t l = pr->at--;
+        if (pr->ip[l - 1] == '.' || pr->ip[l - 1] == ':') {
+          *key = pr->ip;
+          *klen = l;
+          return 1;
+        }
+      }
+      pr->step = pr->host ? STEP_SUFFIX : STEP_EMPTY;
+      pr->at = 0;
+      break;
+    case STEP_SUFFIX: /* =.suffix of host, longest first */
+      while (pr->at < pr->hostlen) {
+        size_t i = pr->at++;
+        if (pr->host[i] == '.') {
+          pr->buf[0] = '=';
+          memcpy(pr->buf + 1, pr->host + i, pr->hostlen - i);
+          *key = pr->buf;
+          *klen = 1 + pr->hostlen - i;
+          return 1;
+        }
+      }
+      pr->step = STEP_EQ;
+      break;
+    case STEP_EQ:
+      *key = (const unsigned char *)"=";
+      *klen = 1;
+      pr->step = STEP_EMPTY;
+      return 1;
+    case STEP_EMPTY:
+      *key = (const unsigned char *)"";
+      *klen = 0;
+      pr->step = STEP_DONE;
+      return 1;
+    default:
+      return 0;
+    }
+}
+
+int64_t
+rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const void *host, size_t hostlen,
+             const void *info, size_t infolen)
+{
+  unsigned char small[512], *buf = small;
+  struct rules_probe pr;
+  const unsigned char *key;
+  size_t klen, need = rules_probe_bufsize(iplen, host ? hostlen : 0, info ? infolen : 0);
+  int64_t result = 0;
+  if ((host || info) && need > sizeof small && !(buf = malloc(need)))
+    return errno = ENOMEM, -1;
+  rules_probe_start(&pr, ip, iplen, host, hostlen, info, infolen, buf);
+  while (rules_probe_next(&pr, &key, &klen)) {
+    uint32_t rpos;
+    int r = cdb_find(c, key, klen, &rpos);
+    if (r) {
+      result = r < 0 ? -1 : (int64_t)rpos;
+      break;
+    }
+  }
+  if (buf != small)
+    free(buf);
+  return result;
+}
+
+int64_t
+rules_check(const struct cdb *c, const char *ip, const char *host, const char *info)
+{
+  return rules_lookup(c, ip, strlen(ip), host, host ? strlen(host) : 0, info, info ? strlen(info) : 0);
+}
+
+int64_t
+rules_check_ip(const struct cdb *c, const char *ip)
+{
+  return rules_lookup(c, ip, strlen(ip), NULL, 0, NULL, 0);
+}
+
+long
+rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max)
+{
+  const char *p = ips, *end = ips + len;
+  size_t n = 0;
+  for (;;) {
+    const char *z = memchr(p, 0, (size_t)(end - p));
+    size_t l = z ? (size_t)(z - p) : (size_t)(end - p);
+    if (n == max)
+      return errno = EINVAL, -1;
+    if ((out[n++] = rules_lookup(c, p, l, NULL, 0, NULL, 0)) < 0)
+      return -1;
+    if (!z)
+      return (long)n;
+    p = z + 1;
+  }
+}

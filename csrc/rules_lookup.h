@@ -1,0 +1,49 @@
+/* rules_lookup.h: which rule tcpserver applies to a connection (spec section 5).
+ *
+ * The keys are tried in tcpserver's order and the first record of the first
+ * key present decides.  IP prefixes end at '.' or ':' (the IPv6 build's
+ * boundaries, a superset of the IPv4 build's).  Nothing here writes to the
+ * struct cdb, so lookups on one file may run in many threads at once. */
+#ifndef CDBRULES_RULES_LOOKUP_H
+#define CDBRULES_RULES_LOOKUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "cdb.h"
+
+/* The keys to try for one connection, one at a time.  host and info may be
+ * NULL (absent); present but empty is not absent. */
+struct rules_probe {
+  const unsigned char *ip, *host, *info;
+  size_t iplen, hostlen, infolen;
+  unsigned char *buf; /* room for rules_probe_bufsize() bytes */
+  int step;
+  size_t at;
+};
+
+/* How much room the keys that join two parts (info@ip, =host ...) need. */
+size_t rules_probe_bufsize(size_t iplen, size_t hostlen, size_t infolen);
+
+void rules_probe_start(struct rules_probe *pr, const void *ip, size_t iplen, const void *host,
+                       size_t hostlen, const void *info, size_t infolen, unsigned char *buf);
+
+/* Set *key and *klen to the next key to try and return 1; 0 when all were tried. */
+int rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen);
+
+/* The record that decides: its position (> 0), 0 when no key matches
+ * (tcpserver then allows), -1 with errno EPROTO (corrupt file) or ENOMEM. */
+int64_t rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const void *host, size_t hostlen,
+                     const void *info, size_t infolen);
+
+/* rules_lookup() for NUL-terminated strings, host and info NULL when absent. */
+int64_t rules_check(const struct cdb *c, const char *ip, const char *host, const char *info);
+
+/* rules_check(c, ip, NULL, NULL): a connection with neither host nor info. */
+int64_t rules_check_ip(const struct cdb *c, const char *ip);
+
+/* rules_check_ip() for n addresses, NUL-separated in ips[0..len): set out[i]
+ * for each.  Return n, or -1 with errno (EPROTO, or EINVAL when more than
+ * max addresses are given). */
+long rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max);
+
+#endif

@@ -1,0 +1,142 @@
+"""Install a new cdb file the way tcprules does, and safer.
+
+TMP is opened (created 0644 & ~umask, or reused with its mode, owner and inode, as
+tcprules does), written, fsynced and renamed over CDB; then CDB's directory is fsynced.
+On any failure CDB is untouched and TMP is removed.
+
+Two runs sharing TMP (two ``qmailctl cdb`` at once) are serialised with an exclusive
+``flock`` on TMP, taken *before* TMP is truncated: the second run waits, then finds that
+the file it locked was renamed away by the first, and opens TMP afresh.  So TMP is never
+written by two runs at once, each run installs exactly the file it wrote, and CDB ends as
+one whole result.  (A unique temporary name would also be atomic, but it would change
+what TMP means to the admins and scripts that name it.)
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from typing import Optional
+
+from .errors import PathLike
+
+__all__ = ["AtomicOutput", "SameFileError"]
+
+
+class SameFileError(ValueError):
+    """TMP and CDB name the same file: writing TMP would destroy the live CDB first."""
+
+
+def _same_file(a: PathLike, b: PathLike) -> bool:
+    if os.path.abspath(os.fsdecode(a)) == os.path.abspath(os.fsdecode(b)):
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+class AtomicOutput:
+    """TMP opened, locked and emptied; :meth:`commit` installs it as CDB, :meth:`abort` drops it.
+
+    Every :class:`OSError` names the file it concerns (``filename``; for the rename also
+    ``filename2``).
+    """
+
+    def __init__(self, cdb: PathLike, tmp: PathLike) -> None:
+        if _same_file(cdb, tmp):
+            raise SameFileError(
+                f"{os.fsdecode(tmp)} and {os.fsdecode(cdb)} are the same file: "
+                "the temporary file must be another name in the same file system"
+            )
+        self.cdb = cdb
+        self.tmp = tmp
+        self.fd = self._open_locked()
+
+    def _open_locked(self) -> int:
+        while True:
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                mine = os.fstat(fd)
+                try:
+                    now = os.stat(self.tmp)
+                except FileNotFoundError:
+                    now = None
+                if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                    if not stat.S_ISREG(mine.st_mode):
+                        raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(self.tmp))
+                    os.ftruncate(fd, 0)
+                    return fd
+            except OSError as e:
+                os.close(fd)
+                if e.filename is None:
+                    e.filename = os.fsdecode(self.tmp)
+                raise
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # another run renamed that file to its CDB: start again
+
+    def commit(self) -> None:
+        """fsync TMP, rename it over CDB, fsync CDB's directory."""
+        try:
+            try:
+                os.fsync(self.fd)
+            except OSError as e:
+                e.filename = os.fsdecode(self.tmp)
+                raise
+            try:
+                os.rename(self.tmp, self.cdb)
+            except OSError as e:
+                e.filename, e.filename2 = os.fsdecode(self.tmp), os.fsdecode(self.cdb)
+                raise
+        except BaseException:
+            self.abort()
+            raise
+        _fsync_dir(self.cdb)
+        os.close(self.fd)  # releases the lock
+        self.fd = -1
+
+    def abort(self) -> None:
+        """Remove TMP (if it is still the file this run wrote) and release it."""
+        if self.fd < 0:
+            return
+        try:
+            mine = os.fstat(self.fd)
+            now = os.lstat(self.tmp)
+            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                os.unlink(self.tmp)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _fsync_dir(path: PathLike) -> None:
+    # The rename is done: CDB is installed.  Making the directory entry durable is best
+    # effort, as some file systems cannot fsync a directory (EINVAL).
+    d = os.path.dirname(os.fsdecode(path)) or "."
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def optional_tmp(cdb: PathLike, tmp: Optional[PathLike]) -> PathLike:
+    """TMP as given, or CDB + ".tmp"."""
+    if tmp is not None:
+        return tmp
+    if isinstance(cdb, bytes):
+        return cdb + b".tmp"
+    return os.fspath(cdb) + ".tmp"  # type: ignore[operator]

@@ -1,0 +1,78 @@
+"""The ``cdbrules`` command: one subcommand per module in :mod:`cdbrules.commands`.
+
+Exit codes follow djb's tools: 0 success, 100 for a permanent error (bad usage, a bad
+rules line, a bad cdb file where the classic tool says so), 111 for a temporary or
+system error.  Messages are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, NoReturn, Optional, Sequence
+
+from . import __version__
+from .commands import COMMANDS
+
+EXIT_USAGE = 100
+EXIT_PERM = 100
+EXIT_TEMP = 111
+
+
+class UsageError(Exception):
+    """Bad command-line usage: the subcommand's usage line, exit 100."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors exit 100 with one usage line, as djb's tools do."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: usage: {self.format_usage().strip().removeprefix('usage: ')}\n")
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="cdbrules",
+        description="Compile and check tcpserver access rules (the tcprules format) and cdb files.",
+        epilog="Exit codes: 0 success, 100 permanent error (usage, bad rules), 111 system error.",
+    )
+    p.add_argument("--version", action="version", version=f"cdbrules {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, mod in COMMANDS.items():
+        mod.register(sub)
+    return p
+
+
+def fatal(prog: str, message: str, code: int = EXIT_TEMP) -> int:
+    sys.stderr.write(f"{prog}: fatal: {message}\n")
+    return code
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args: List[str] = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    if not ns.command:
+        parser.print_usage(sys.stderr)
+        return EXIT_USAGE
+    try:
+        rc: int = ns.run(ns)
+    except KeyboardInterrupt:
+        return fatal("cdbrules", "interrupted")
+    except BrokenPipeError:
+        # the reader of our output went away (cdbrules dump | head): not our error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_TEMP
+    return rc
+
+
+def run() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,197 @@
+"""Reading cdb files: :class:`Reader`."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import stat
+from typing import Iterator, List, Optional, Tuple, TypeVar, Union, overload
+
+from ._native import ffi, lib
+from .errors import CdbFormatError, PathLike
+
+__all__ = ["Reader", "Key"]
+
+Key = Union[bytes, str]
+_T = TypeVar("_T")
+_BATCH = 4096
+
+_get = lib.cdb_get
+# A reader after close(): its map is NULL, which every C lookup refuses with EBADF.
+_CLOSED = ffi.new("struct cdb *")
+
+
+def _key(key: object) -> bytes:
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"a cdb key is bytes or str, not {type(key).__name__}")
+
+
+def open_map(path: PathLike) -> Tuple["mmap.mmap", object, object]:
+    """Map the cdb file at path: (mmap, the struct cdb for the C core, the buffer it reads).
+
+    Raises :class:`OSError` naming the path, or :class:`CdbFormatError`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fsdecode(path))
+        if st.st_size < lib.CDB_HEADER_SIZE:
+            raise CdbFormatError(path, f"{st.st_size} bytes: too short for a cdb file (2048 at least)")
+        if st.st_size > lib.CDB_MAX_SIZE:
+            raise CdbFormatError(path, "larger than 4 GiB: too large for a cdb file")
+        try:
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            e.filename = os.fsdecode(path)
+            raise
+    finally:
+        os.close(fd)
+    buf = ffi.from_buffer(mm)
+    c = ffi.new("struct cdb *")
+    if lib.cdb_init(c, buf, len(mm)) < 0:  # the size was checked above
+        raise CdbFormatError(path)
+    return mm, c, buf
+
+
+class Reader:
+    """A cdb file, mapped read-only.  Keys are bytes (a str key is encoded as UTF-8).
+
+    ``r[key]`` and :meth:`get` give the first value of a key, :meth:`get_all` every
+    value; :meth:`keys`, :meth:`values` and :meth:`items` walk all records in file order,
+    duplicates included, and ``len(r)`` counts them.  Values are ``bytes`` copies that stay
+    valid after :meth:`close`.  One reader may serve many threads.
+    """
+
+    __slots__ = ("path", "_mm", "_c", "_buf", "_len")
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = os.fsdecode(path)
+        self._mm, self._c, self._buf = open_map(path)
+        self._len: Optional[int] = None
+
+    # -- lookups ------------------------------------------------------------------
+    def get(self, key: Key, default: Optional[_T] = None) -> Union[bytes, _T, None]:
+        """The first value of key, or default."""
+        if type(key) is not bytes:
+            key = _key(key)
+        mm = self._mm  # held across the call: a close() in another thread cannot unmap it
+        r = _get(self._c, key, len(key))
+        if r > 1:
+            p = r >> 32
+            return mm[p:p + (r & 0xFFFFFFFF)]  # type: ignore[index]
+        if r == 0:
+            return default
+        raise self._error()
+
+    def __getitem__(self, key: Key) -> bytes:
+        if type(key) is not bytes:
+            key = _key(key)
+        mm = self._mm
+        r = _get(self._c, key, len(key))
+        if r > 1:
+            p = r >> 32
+            return mm[p:p + (r & 0xFFFFFFFF)]  # type: ignore[index,no-any-return]
+        if r == 0:
+            raise KeyError(key)
+        raise self._error()
+
+    def __contains__(self, key: object) -> bool:
+        k = key if type(key) is bytes else _key(key)
+        r = _get(self._c, k, len(k))
+        if r == 1:
+            raise self._error()
+        return bool(r)
+
+    def get_all(self, key: Key) -> List[bytes]:
+        """Every value of key, in file order (empty when absent)."""
+        k = _key(key)
+        mm = self._mm
+        f = ffi.new("struct cdb_find *")
+        if lib.cdb_findstart(f, self._c, k, len(k)) < 0:
+            raise self._error()
+        out = []
+        while True:
+            r = lib.cdb_findnext(f)
+            if r == 0:
+                return out
+            if r < 0:
+                raise self._error()
+            out.append(mm[f.dpos:f.dpos + f.dlen])  # type: ignore[index]
+
+    # -- iteration ----------------------------------------------------------------
+    def _records(self) -> Iterator[Tuple[int, int, int]]:
+        mm, c = self._mm, self._c
+        if mm is None:
+            raise ValueError("I/O operation on a closed cdb Reader")
+        pos = ffi.new("uint32_t *", lib.CDB_HEADER_SIZE)
+        out = ffi.new("uint32_t[]", 3 * _BATCH)
+        while True:
+            n = lib.cdb_seqbatch(c, pos, out, _BATCH)
+            if n < 0:
+                raise self._error()
+            if n == 0:
+                return
+            vals = ffi.unpack(out, 3 * n)
+            for i in range(0, 3 * n, 3):
+                yield vals[i], vals[i + 1], vals[i + 2]
+
+    def items(self) -> Iterator[Tuple[bytes, bytes]]:
+        """(key, value) for every record, in file order."""
+        mm = self._mm
+        for kp, kl, dl in self._records():
+            yield mm[kp:kp + kl], mm[kp + kl:kp + kl + dl]  # type: ignore[index]
+
+    def keys(self) -> Iterator[bytes]:
+        """The key of every record, in file order (a key added twice comes twice)."""
+        mm = self._mm
+        for kp, kl, _ in self._records():
+            yield mm[kp:kp + kl]  # type: ignore[index]
+
+    def values(self) -> Iterator[bytes]:
+        """The value of every record, in file order."""
+        mm = self._mm
+        for kp, kl, dl in self._records():
+            yield mm[kp + kl:kp + kl + dl]  # type: ignore[index]
+
+    __iter__ = keys
+
+    def __len__(self) -> int:
+        if self._len is None:
+            if self._mm is None:
+                raise ValueError("I/O operation on a closed cdb Reader")
+            n = lib.cdb_count(self._c)
+            if n < 0:
+                raise self._error()
+            self._len = int(n)
+        return self._len
+
+    # -- life cycle ---------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._mm is None
+
+    def close(self) -> None:
+        """Release the map.  A lookup still running in another thread finishes first."""
+        self._c = _CLOSED
+        self._buf = None
+        self._mm = None
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._mm is None else "open"
+        return f"<cdbrules.Reader {self.path!r} {state}>"
+
+    def _error(self) -> Exception:
+        if self._mm is None or ffi.errno == errno.EBADF:
+            return ValueError("I/O operation on a closed cdb Reader")
+        return CdbFormatError(self.path, "corrupt cdb file: an offset or length points outside it")
