@@ -59,9 +59,11 @@ int cdb_findnext(struct cdb_find *f);
 /* The first record of key: 1 and *rpos set, 0 not found, -1 EPROTO. */
 int cdb_find(const struct cdb *c, const void *key, size_t klen, uint32_t *rpos);
 
-/* The first value of key packed as (data position << 32 | data length):
- * 0 when absent, 1 on error (errno EPROTO: a corrupt file; EBADF: no map).  Any found value is
- * larger than 1, as data never starts before offset 8. */
+/* Where the first value of key lies, packed as (start << 32 | end): the
+ * value is map[start:end].  0 when absent, 1 on error (errno EPROTO: a
+ * corrupt file; EBADF: no map).  A found value packs to more than 1, as
+ * data never starts before offset 8.  (One return value, no out-pointers:
+ * this is the call Python makes per lookup, and each cffi argument costs.) */
 uint64_t cdb_get(const struct cdb *c, const char *key, size_t klen);
 
 /* Read the record at *pos, the first one being at CDB_HEADER_SIZE: set *klen

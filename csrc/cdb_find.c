@@ -100,5 +100,5 @@ cdb_get(const struct cdb *c, const char *key, size_t klen)
     return 1;
   if (r == 0)
     return 0;
-  return (uint64_t)f.dpos << 32 | f.dlen;
+  return (uint64_t)f.dpos << 32 | (f.dpos + f.dlen);
 }

@@ -75,34 +75,43 @@ class Reader:
         self._len: Optional[int] = None
 
     # -- lookups ------------------------------------------------------------------
+    # The three lookups below are the hot path: one cffi call, one slice of the map.
+    # A non-bytes key makes the call raise TypeError before any C runs; only then is it
+    # converted, so bytes keys pay for no type test.  The map is held in a local across the
+    # call, so a close() in another thread cannot unmap it under the C code.
     def get(self, key: Key, default: Optional[_T] = None) -> Union[bytes, _T, None]:
         """The first value of key, or default."""
-        if type(key) is not bytes:
+        mm = self._mm
+        try:
+            r = _get(self._c, key, len(key))
+        except TypeError:
             key = _key(key)
-        mm = self._mm  # held across the call: a close() in another thread cannot unmap it
-        r = _get(self._c, key, len(key))
+            r = _get(self._c, key, len(key))
         if r > 1:
-            p = r >> 32
-            return mm[p:p + (r & 0xFFFFFFFF)]  # type: ignore[index]
+            return mm[r >> 32:r & 0xFFFFFFFF]  # type: ignore[index]
         if r == 0:
             return default
         raise self._error()
 
     def __getitem__(self, key: Key) -> bytes:
-        if type(key) is not bytes:
-            key = _key(key)
         mm = self._mm
-        r = _get(self._c, key, len(key))
+        try:
+            r = _get(self._c, key, len(key))
+        except TypeError:
+            key = _key(key)
+            r = _get(self._c, key, len(key))
         if r > 1:
-            p = r >> 32
-            return mm[p:p + (r & 0xFFFFFFFF)]  # type: ignore[index,no-any-return]
+            return mm[r >> 32:r & 0xFFFFFFFF]  # type: ignore[index,no-any-return]
         if r == 0:
             raise KeyError(key)
         raise self._error()
 
     def __contains__(self, key: object) -> bool:
-        k = key if type(key) is bytes else _key(key)
-        r = _get(self._c, k, len(k))
+        try:
+            r = _get(self._c, key, len(key))  # type: ignore[arg-type]
+        except TypeError:
+            k = _key(key)
+            r = _get(self._c, k, len(k))
         if r == 1:
             raise self._error()
         return bool(r)
