@@ -109,26 +109,41 @@ _cdb_make_remember(struct cdb_make *m, uint32_t hash, uint32_t pos)
 }
 
 int
-cdb_make_add(struct cdb_make *m, const void *key, size_t klen, const void *data, size_t dlen)
+cdb_make_addbegin(struct cdb_make *m, size_t klen, size_t dlen)
 {
   unsigned char h[8];
-  uint64_t end;
   /* the record and, at the end, its two slots must fit under the limit */
-  if (klen > m->limit || dlen > m->limit)
+  if (klen > m->limit || dlen > m->limit ||
+      m->pos + 8 + (uint64_t)klen + (uint64_t)dlen + 16 * (m->records + 1) > m->limit)
     return errno = EFBIG, -1;
-  end = m->pos + 8 + (uint64_t)klen + (uint64_t)dlen;
-  if (end + 16 * (m->records + 1) > m->limit)
-    return errno = EFBIG, -1;
-  if (_cdb_make_remember(m, cdb_hash(key, klen), (uint32_t)m->pos) < 0)
-    return -1;
   cdb_pack(h, (uint32_t)klen);
   cdb_pack(h + 4, (uint32_t)dlen);
-  if (_cdb_make_put(m, h, 8) < 0 || _cdb_make_put(m, key, klen) < 0 ||
-      _cdb_make_put(m, data, dlen) < 0)
+  return _cdb_make_put(m, h, 8);
+}
+
+int
+cdb_make_addbytes(struct cdb_make *m, const void *p, size_t len)
+{
+  return _cdb_make_put(m, p, len);
+}
+
+int
+cdb_make_addend(struct cdb_make *m, size_t klen, size_t dlen, uint32_t hash)
+{
+  if (_cdb_make_remember(m, hash, (uint32_t)m->pos) < 0)
     return -1;
-  m->pos = end;
+  m->pos += 8 + (uint64_t)klen + (uint64_t)dlen;
   ++m->records;
   return 0;
+}
+
+int
+cdb_make_add(struct cdb_make *m, const void *key, size_t klen, const void *data, size_t dlen)
+{
+  if (cdb_make_addbegin(m, klen, dlen) < 0 || _cdb_make_put(m, key, klen) < 0 ||
+      _cdb_make_put(m, data, dlen) < 0)
+    return -1;
+  return cdb_make_addend(m, klen, dlen, cdb_hash(key, klen));
 }
 
 int

@@ -33,6 +33,16 @@ int cdb_make_start(struct cdb_make *m, int fd);
  * out, or the error of write(). */
 int cdb_make_add(struct cdb_make *m, const void *key, size_t klen, const void *data, size_t dlen);
 
+/* The same in pieces, for a record that arrives as a stream: addbegin()
+ * with the lengths (it checks the limit as add() does and writes the
+ * record's header), then exactly klen + dlen bytes of key and data through
+ * addbytes(), then addend() with the same lengths and the key's hash.
+ * Each returns 0, or -1 with errno as add() does; after an error the file
+ * is to be abandoned. */
+int cdb_make_addbegin(struct cdb_make *m, size_t klen, size_t dlen);
+int cdb_make_addbytes(struct cdb_make *m, const void *p, size_t len);
+int cdb_make_addend(struct cdb_make *m, size_t klen, size_t dlen, uint32_t hash);
+
 /* Write the tables and the header.  Return 0 or -1 with errno. */
 int cdb_make_finish(struct cdb_make *m);
 

@@ -29,6 +29,28 @@ int cdb_make_start(struct cdb_make *m, int fd);
 int cdb_make_add(struct cdb_make *m, const void *key, size_t klen, const void *data, size_t dlen);
 int cdb_make_finish(struct cdb_make *m);
 void cdb_make_free(struct cdb_make *m);
+int cdb_make_addbegin(struct cdb_make *m, size_t klen, size_t dlen);
+int cdb_make_addbytes(struct cdb_make *m, const void *p, size_t len);
+int cdb_make_addend(struct cdb_make *m, size_t klen, size_t dlen, uint32_t hash);
+
+enum cdbmake_errcode {
+  CDBMAKE_OK, CDBMAKE_E_END, CDBMAKE_E_PLUS, CDBMAKE_E_KLEN, CDBMAKE_E_DLEN, CDBMAKE_E_ARROW,
+  CDBMAKE_E_NEWLINE, CDBMAKE_E_KHUGE, CDBMAKE_E_DHUGE
+};
+struct cdbmake_error { int code; uint64_t entry; uint64_t start; uint64_t offset; int byte; };
+struct cdbmake_parser { uint64_t records; uint64_t offset; struct cdbmake_error err; ...; };
+void cdbmake_parser_init(struct cdbmake_parser *p, struct cdb_make *out);
+int cdbmake_feed(struct cdbmake_parser *p, const void *buf, size_t len, size_t *used);
+int cdbmake_finish(struct cdbmake_parser *p);
+
+#define CDB_DUMP_MINBUF ...
+struct cdb_dump { uint32_t pos; uint64_t records; ...; };
+void cdb_dump_start(struct cdb_dump *d, const struct cdb *c);
+long cdb_dump_next(struct cdb_dump *d, unsigned char *buf, size_t cap);
+
+#define CDB_STATS_BINS ...
+struct cdb_stats { uint64_t records; uint64_t dist[11]; uint32_t pos; int truncated; };
+int cdb_stats(const struct cdb *c, struct cdb_stats *st);
 
 enum rules_errcode {
   RULES_OK, RULES_E_NOKEYWORD, RULES_E_AFTERKEYWORD, RULES_E_NOEQUALS, RULES_E_TRAILINGCOMMA,

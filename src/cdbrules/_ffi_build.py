@@ -43,7 +43,8 @@ if sys.platform != "win32":
 ffibuilder.set_source(
     "cdbrules._native",
     '#include "cdb.h"\n#include "cdb_make.h"\n#include "rules_parse.h"\n'
-    '#include "rules_lookup.h"\n#include "iptext.h"\n',
+    '#include "rules_lookup.h"\n#include "iptext.h"\n'
+    '#include "cdbmake_parse.h"\n#include "cdb_dump.h"\n#include "cdb_stats.h"\n',
     sources=SOURCES,
     include_dirs=["csrc"] if SOURCES else [str(CSRC)],
     extra_compile_args=flags,
