@@ -87,6 +87,8 @@ int64_t rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const vo
 int64_t rules_check(const struct cdb *c, const char *ip, const char *host, const char *info);
 int64_t rules_check_ip(const struct cdb *c, const char *ip);
 long rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max);
+int rules_verify(const struct cdb *c);
 
 size_t ip4_fmt(char *out, const unsigned char ip[4]);
 size_t ip6_fmt(char *out, const unsigned char ip[16]);
+size_t ip_tcpserver_fmt(char *out, const unsigned char ip[16], int forcev6);

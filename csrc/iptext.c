@@ -50,10 +50,11 @@ ip4_fmt(char *out, const unsigned char ip[4])
   return n;
 }
 
+static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
 size_t
 ip6_fmt(char *out, const unsigned char ip[16])
 {
-  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   unsigned g[8];
   int i, groups = 8, best = -1, bestlen = 0;
   size_t n = 0;
@@ -89,4 +90,12 @@ ip6_fmt(char *out, const unsigned char ip[16])
   }
   out[n] = 0;
   return n;
+}
+
+size_t
+ip_tcpserver_fmt(char *out, const unsigned char ip[16], int forcev6)
+{
+  if (!forcev6 && memcmp(ip, mapped, 12) == 0)
+    return ip4_fmt(out, ip + 12);
+  return ip6_fmt(out, ip);
 }

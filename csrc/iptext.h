@@ -16,4 +16,9 @@
 size_t ip4_fmt(char *out, const unsigned char ip[4]);
 size_t ip6_fmt(char *out, const unsigned char ip[16]);
 
+/* What tcpserver puts in TCPREMOTEIP for a client at ip (IPv6, an IPv4
+ * client being ::ffff:a.b.c.d): the dotted quad for a v4-mapped address
+ * unless forcev6 (tcpserver -6), else ip6_fmt().  Return the length. */
+size_t ip_tcpserver_fmt(char *out, const unsigned char ip[16], int forcev6);
+
 #endif

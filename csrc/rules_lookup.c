@@ -155,3 +155,27 @@ rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out,
     p = z + 1;
   }
 }
+
+int
+rules_verify(const struct cdb *c)
+{
+  uint64_t total = 0;
+  unsigned b;
+  if (!c->map)
+    return errno = EBADF, -1;
+  for (b = 0; b < 256; ++b) {
+    uint32_t tpos = cdb_unpack(c->map + b * 8), slots = cdb_unpack(c->map + b * 8 + 4), i;
+    total += (uint64_t)slots * 8;
+    if (!slots)
+      continue;
+    if (tpos < CDB_HEADER_SIZE || (uint64_t)tpos + (uint64_t)slots * 8 > c->size ||
+        total > c->size - CDB_HEADER_SIZE)
+      return errno = EPROTO, -1;
+    for (i = 0; i < slots; ++i) {
+      uint32_t rpos = cdb_unpack(c->map + tpos + (size_t)i * 8 + 4), kpos, klen, dpos, dlen;
+      if (rpos && cdb_record(c, rpos, &kpos, &klen, &dpos, &dlen) < 0)
+        return -1;
+    }
+  }
+  return 0;
+}

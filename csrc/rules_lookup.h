@@ -46,4 +46,11 @@ int64_t rules_check_ip(const struct cdb *c, const char *ip);
  * max addresses are given). */
 long rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max);
 
+/* Check every hash table of the file ahead of any lookup: each table lies
+ * inside the file, the tables together are no larger than the file, and
+ * each slot names a record that fits.  After 0, no lookup on c can fail
+ * with EPROTO.  Return 0, -1 with errno EPROTO (or EBADF: no map).  Work
+ * is bounded by the file size, whatever the file holds. */
+int rules_verify(const struct cdb *c);
+
 #endif

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from .compiler import CompileStats, compile
 from .errors import CdbFormatError, RulesSyntaxError
+from .iptext import tcpserver_ip
 from .reader import Reader
+from .rules import Decision, Rules
 from .writer import Writer
 
 __version__ = "0.1.0"
@@ -16,9 +18,12 @@ __version__ = "0.1.0"
 __all__ = [
     "CdbFormatError",
     "CompileStats",
+    "Decision",
     "Reader",
+    "Rules",
     "RulesSyntaxError",
     "Writer",
     "__version__",
     "compile",
+    "tcpserver_ip",
 ]

@@ -9,8 +9,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Dict
 
+from . import check as _check
 from . import compile as _compile
 
 COMMANDS: Dict[str, ModuleType] = {
     "compile": _compile,
+    "check": _check,
 }

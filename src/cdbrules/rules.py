@@ -1,0 +1,446 @@
+"""Answering tcpserver's per-connection question from Python: :class:`Rules`, :class:`Decision`.
+
+``Rules(path).check(ip, host, info)`` gives the :class:`Decision` tcpserver would make for a
+connection, from a rules file compiled by ``cdbrules compile`` or the real ``tcprules``.
+Every key of the lookup order (spec section 5, IPv6 boundaries included) is tried in one C
+call; the matched record is decoded once per loaded file and its :class:`Decision` reused.
+
+tcpserver reopens the rules file for every connection, so a recompiled file takes effect at
+once.  A long-lived :class:`Rules` does the same cheaply: at most every ``reload_interval``
+seconds it compares the path's device, inode, size and modification time with those of the
+file it has loaded, and swaps in the new file when they differ.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import logging
+import math
+import os
+import stat
+import struct
+import threading
+import time
+from types import MappingProxyType
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ._native import ffi, lib
+from .errors import CdbFormatError, PathLike
+from .reader import open_map
+
+__all__ = ["Decision", "Rules"]
+
+log = logging.getLogger("cdbrules")
+
+Text = Union[str, bytes]
+
+# The C functions and the clock, bound once: the hot path reads no attribute chains.
+_check_ip = lib.rules_check_ip
+_check = lib.rules_check
+_check_many = lib.rules_check_many
+_monotonic = time.monotonic
+_NULL = ffi.NULL
+_from_buffer = ffi.from_buffer
+_ZEROS = array.array("q", [0])  # check_many's results, int64 each
+
+# Decisions kept per loaded file: enough for every record of any sane rules file, a bound
+# for a hostile one (a decision is still made past it, just not kept).
+_CACHE_MAX = 1 << 16
+
+# An empty cdb (every hash table empty): the rules of a missing file under missing_ok.
+_EMPTY_CDB = struct.pack("<II", 2048, 0) * 256
+
+
+def _text(value: object, what: str) -> bytes:
+    """A lookup argument as the bytes the C core compares (str: UTF-8, surrogateescape)."""
+    if isinstance(value, str):
+        b = value.encode("utf-8", "surrogateescape")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        b = bytes(value)
+    else:
+        raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+    if 0 in b:
+        raise ValueError(f"{what} contains a NUL character, which tcpserver never passes: {value!r}")
+    return b
+
+
+def _opt(value: object, what: str) -> Any:
+    """An optional lookup argument: NULL when absent (None), present even when empty."""
+    return _NULL if value is None else _text(value, what)
+
+
+def _decode(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+class Decision:
+    """What tcpserver does with a connection.
+
+    * ``allowed``: False when the matched rule denies (any ``D`` entry in its data);
+    * ``rule``: the matched key (``"1.2.3."``, ``"=.example.com"``, ``""`` for the default
+      rule ``:allow``), or None when no key matched (tcpserver then allows);
+    * ``env``: a read-only mapping of the variables the rule sets, in the order it sets
+      them, the last setting of a name winning: ``+NAME=VALUE`` entries split at the
+      first ``=``, entries without ``=`` ignored, as tcpserver applies them.  A denying
+      rule keeps its variables here too (tcpserver sets them, then never runs the program);
+    * ``key`` and ``data``: the raw bytes of the matched record (None and ``b""`` without one).
+
+    Text is UTF-8 decoded with ``surrogateescape``, so ``os.fsencode`` gives the bytes back.
+    Decisions are immutable and shared: the same rule gives the same object.
+    """
+
+    __slots__ = ("allowed", "rule", "env", "key", "data")
+
+    allowed: bool
+    rule: Optional[str]
+    env: Mapping[str, str]
+    key: Optional[bytes]
+    data: bytes
+
+    def __init__(self, allowed: bool, rule: Optional[str], env: Mapping[str, str],
+                 key: Optional[bytes] = None, data: bytes = b"") -> None:
+        for name, value in (("allowed", bool(allowed)), ("rule", rule),
+                            ("env", MappingProxyType(dict(env))), ("key", key), ("data", bytes(data))):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_record(cls, key: Optional[bytes], data: bytes) -> "Decision":
+        """The decision for a matched record (key None: nothing matched), as tcpserver reads it."""
+        allowed = True
+        env: Dict[str, str] = {}
+        entries = data.split(b"\0")
+        del entries[-1]  # bytes after the last NUL are not an entry
+        for e in entries:
+            first = e[:1]
+            if first == b"D":
+                allowed = False
+            elif first == b"+":
+                name, eq, value = e[1:].partition(b"=")
+                if eq:
+                    env[_decode(name)] = _decode(value)
+        return cls(allowed, None if key is None else _decode(key), env, key, data)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Decision is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("a Decision is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return (self.allowed == other.allowed and self.rule == other.rule and dict(self.env) == dict(other.env)
+                and self.key == other.key and self.data == other.data)
+
+    def __hash__(self) -> int:
+        return hash((self.allowed, self.rule, self.data))
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (Decision, (self.allowed, self.rule, dict(self.env), self.key, self.data))
+
+    def __repr__(self) -> str:
+        return f"Decision(allowed={self.allowed!r}, rule={self.rule!r}, env={dict(self.env)!r})"
+
+
+_NO_MATCH = Decision(True, None, {})
+
+
+class _State:
+    """One loaded rules file, never changed after it is made: the map, the struct cdb the C
+    core reads and the decisions found so far.  A lookup holds its state for the whole call,
+    so a reload in another thread cannot unmap what it reads; the map goes with the last
+    reference."""
+
+    __slots__ = ("c", "mm", "buf", "cache", "sig", "path", "loaded")
+
+    def __init__(self, c: Any, mm: Any, buf: Any, sig: Optional[Tuple[int, int, int, int]],
+                 path: str, loaded: bool) -> None:
+        self.c = c
+        self.mm = mm
+        self.buf = buf
+        self.sig = sig
+        self.path = path
+        self.loaded = loaded
+        self.cache: Dict[int, Decision] = {0: _NO_MATCH}
+
+    @classmethod
+    def load(cls, path: PathLike, verify: bool) -> "_State":
+        st = os.stat(path)
+        name = os.fsdecode(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+        if not stat.S_ISREG(st.st_mode):
+            raise CdbFormatError(path, "not a regular file")
+        mm, c, buf = open_map(path)
+        if verify and lib.rules_verify(c) < 0:
+            raise CdbFormatError(path, "corrupt cdb file: a hash table or record points outside it")
+        return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), name, True)
+
+    @classmethod
+    def empty(cls, path: str) -> "_State":
+        """No rules: every lookup finds nothing (tcpserver -X without the file)."""
+        buf = ffi.from_buffer(_EMPTY_CDB)
+        c = ffi.new("struct cdb *")
+        lib.cdb_init(c, buf, len(_EMPTY_CDB))
+        return cls(c, _EMPTY_CDB, buf, None, path, False)
+
+    @classmethod
+    def closed(cls, path: str) -> "_State":
+        """After close(): a struct cdb without a map, which every lookup refuses (EBADF)."""
+        return cls(ffi.new("struct cdb *"), None, None, None, path, False)
+
+    def decide(self, r: int) -> Decision:
+        """The decision for lookup result r (a record position; -1: the C error)."""
+        if r < 0:
+            raise self.error()
+        pos = ffi.new("uint32_t[4]")
+        if lib.cdb_record(self.c, r, pos, pos + 1, pos + 2, pos + 3) < 0:
+            raise self.error()
+        mm = self.mm
+        d = Decision.from_record(mm[pos[0]:pos[0] + pos[1]], mm[pos[2]:pos[2] + pos[3]])
+        if len(self.cache) < _CACHE_MAX:
+            self.cache[r] = d
+        return d
+
+    def error(self) -> Exception:
+        """The exception for a failed C lookup, from the errno it left."""
+        code = ffi.errno
+        if self.mm is None or code == errno.EBADF:
+            return ValueError("I/O operation on closed Rules")
+        if code == errno.ENOMEM:
+            return MemoryError()
+        return CdbFormatError(self.path, "corrupt cdb file: an offset or length points outside it")
+
+
+class Rules:
+    """A compiled rules file (``tcprules``/``cdbrules compile`` output), answering tcpserver's lookup.
+
+    ``Rules(path)`` maps the file; :meth:`check` and :meth:`check_many` return
+    :class:`Decision` objects.  One object may serve many threads.
+
+    * ``missing_ok=True`` behaves like ``tcpserver -X``: while there is no file at ``path``
+      there are no rules (every connection allowed, no environment).  Without it a missing
+      file raises :class:`FileNotFoundError`.
+    * ``reload_interval``: at most this often (seconds) a lookup first compares the file at
+      ``path`` with the one loaded (device, inode, size, mtime) and loads a replacement;
+      ``0`` checks before every lookup, ``None`` never (call :meth:`reload`).  The new file
+      is swapped in whole: a lookup in another thread sees the old rules or the new ones.
+    * A file that vanishes keeps the last rules loaded.  A replacement that cannot be read
+      or fails the structural check keeps them too: :attr:`reload_error` then holds the
+      reason (None while the file at ``path`` is the one in force) and a warning goes to
+      the ``cdbrules`` logger, once per bad file.
+
+    The file first opened is accepted the way tcpserver accepts it: damage surfaces only if
+    a lookup reaches it, as :class:`CdbFormatError`.  A replacement must first pass a check
+    of every hash table, after which no lookup can fail.
+    """
+
+    __slots__ = ("path", "_path", "_state", "_deadline", "_interval", "_missing_ok", "_lock",
+                 "_bad", "reload_error", "__weakref__")
+
+    reload_error: Optional[BaseException]
+
+    def __init__(self, path: PathLike, *, missing_ok: bool = False,
+                 reload_interval: Optional[float] = 1.0) -> None:
+        if reload_interval is not None and (not isinstance(reload_interval, (int, float))
+                                            or math.isnan(reload_interval) or reload_interval < 0):
+            raise ValueError(f"reload_interval must be a number of seconds >= 0 or None, not {reload_interval!r}")
+        self._path = path
+        self.path = os.fsdecode(path)
+        self._interval = math.inf if reload_interval is None else float(reload_interval)
+        self._missing_ok = missing_ok
+        self._lock = threading.Lock()
+        self._bad: object = None  # the signature of the file last found unusable
+        self.reload_error = None
+        try:
+            self._state = _State.load(path, verify=False)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+            self._state = _State.empty(self.path)
+        self._deadline = _monotonic() + self._interval
+
+    # -- lookups ------------------------------------------------------------------
+    def check(self, ip: Text, host: Optional[Text] = None, info: Optional[Text] = None) -> Decision:
+        """The decision for a connection from ``ip`` (the text tcpserver puts in TCPREMOTEIP;
+        see :func:`cdbrules.tcpserver_ip`), with TCPREMOTEHOST ``host`` and TCPREMOTEINFO
+        ``info`` (None: absent; ``""`` is present and empty).  Text is used as given, byte
+        for byte, like tcprulescheck does."""
+        if _monotonic() >= self._deadline:
+            self._poll()
+        st = self._state
+        try:
+            if "\0" in ip:
+                raise ValueError
+            b = ip.encode()  # type: ignore[union-attr]
+        except (TypeError, ValueError, AttributeError):
+            b = _text(ip, "ip")
+        if host is None and info is None:
+            r = _check_ip(st.c, b)
+        else:
+            r = _check(st.c, b, _opt(host, "host"), _opt(info, "info"))
+        try:
+            return st.cache[r]
+        except KeyError:
+            return st.decide(r)
+
+    def check_many(self, ips: Iterable[Text], hosts: Optional[Iterable[Optional[Text]]] = None,
+                   infos: Optional[Iterable[Optional[Text]]] = None) -> List[Decision]:
+        """:meth:`check` for many connections, all against the same loaded file.
+
+        ``hosts`` and ``infos``, when given, pair up with ``ips`` (same length; None items
+        are absent).  With neither, the whole list is answered in one C call."""
+        if _monotonic() >= self._deadline:
+            self._poll()
+        st = self._state
+        if not isinstance(ips, (list, tuple)):
+            ips = list(ips)
+        n = len(ips)
+        if hosts is None and infos is None:
+            if n == 0:
+                if st.mm is None:
+                    raise ValueError("I/O operation on closed Rules")
+                return []
+            try:
+                joined = "\0".join(ips)  # type: ignore[arg-type]
+                if joined.count("\0") != n - 1:
+                    raise ValueError
+                b = joined.encode()
+            except (TypeError, ValueError):
+                b = b"\0".join([_text(ip, "ip") for ip in ips])
+            out = _ZEROS * n
+            if _check_many(st.c, b, len(b), _from_buffer("int64_t[]", out), n) < 0:
+                raise st.error()
+            try:
+                return list(map(st.cache.__getitem__, out))
+            except KeyError:  # a rule not decoded yet
+                get = st.cache.get
+                decide = st.decide
+                return [get(r) or decide(r) for r in out]
+        hs: Sequence[Optional[Text]] = [None] * n if hosts is None else list(hosts)
+        fs: Sequence[Optional[Text]] = [None] * n if infos is None else list(infos)
+        if len(hs) != n or len(fs) != n:
+            raise ValueError(f"check_many: {n} ips but {len(hs)} hosts and {len(fs)} infos")
+        cache = st.cache
+        res = []
+        for ip, host, info in zip(ips, hs, fs):
+            r = _check(st.c, _text(ip, "ip"), _opt(host, "host"), _opt(info, "info"))
+            d = cache.get(r)
+            res.append(d if d is not None else st.decide(r))
+        return res
+
+    def explain(self, ip: Text, host: Optional[Text] = None,
+                info: Optional[Text] = None) -> List[Tuple[bytes, bool]]:
+        """Every key :meth:`check` tries for this connection, in order, up to the one that
+        matched: ``(key, matched)`` pairs, the last one matched unless nothing did."""
+        if _monotonic() >= self._deadline:
+            self._poll()
+        st = self._state
+        b = _text(ip, "ip")
+        hb = None if host is None else _text(host, "host")
+        ib = None if info is None else _text(info, "info")
+        # The C iterator keeps pointers into these: they must outlive the walk.
+        args = [ffi.from_buffer(x) if x is not None else _NULL for x in (b, hb, ib)]
+        buf = ffi.new("unsigned char[]", lib.rules_probe_bufsize(len(b), len(hb or b""), len(ib or b"")))
+        pr = ffi.new("struct rules_probe *")
+        lib.rules_probe_start(pr, args[0], len(b), args[1], len(hb or b""), args[2], len(ib or b""), buf)
+        key = ffi.new("const unsigned char **")
+        klen = ffi.new("size_t *")
+        rpos = ffi.new("uint32_t *")
+        out: List[Tuple[bytes, bool]] = []
+        while lib.rules_probe_next(pr, key, klen):
+            k = ffi.buffer(key[0], klen[0])[:]
+            r = lib.cdb_find(st.c, key[0], klen[0], rpos)
+            if r < 0:
+                raise st.error()
+            out.append((k, r > 0))
+            if r:
+                break
+        return out
+
+    # -- reloading ----------------------------------------------------------------
+    def reload(self) -> bool:
+        """Check the file now (whatever the interval) and load it if it was replaced.
+
+        Return True when new rules were loaded.  A missing or unusable replacement keeps
+        the rules in force and sets :attr:`reload_error`; nothing is raised."""
+        with self._lock:
+            if self.closed:
+                raise ValueError("I/O operation on closed Rules")
+            self._deadline = _monotonic() + self._interval
+            return self._refresh(force=True)
+
+    def _poll(self) -> None:
+        """The interval is over: check the file unless another thread is doing it."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if _monotonic() < self._deadline:  # another thread just checked
+                return
+            self._deadline = _monotonic() + self._interval
+            self._refresh(force=False)
+        finally:
+            self._lock.release()
+
+    def _refresh(self, force: bool) -> bool:
+        cur = self._state
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError as e:
+            if cur.loaded:
+                self._unusable("missing", e, force, "vanished")
+            else:
+                self.reload_error = None  # missing_ok and still no file: no rules, as before
+            return False
+        except OSError as e:
+            self._unusable(("stat", e.errno), e, force, "cannot be checked")
+            return False
+        sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if sig == cur.sig:
+            self.reload_error = None
+            self._bad = None
+            return False
+        if sig == self._bad and not force:
+            return False
+        try:
+            new = _State.load(self._path, verify=True)
+        except FileNotFoundError as e:
+            if cur.loaded:
+                self._unusable("missing", e, force, "vanished")
+            return False
+        except (OSError, CdbFormatError) as e:
+            self._unusable(sig, e, force, "was replaced by a file that cannot be used")
+            return False
+        self._state = new
+        self.reload_error = None
+        self._bad = None
+        log.info("cdbrules: loaded new rules from %s", self.path)
+        return True
+
+    def _unusable(self, sig: object, e: BaseException, force: bool, what: str) -> None:
+        self.reload_error = e
+        if sig != self._bad or force:
+            self._bad = sig
+            log.warning("cdbrules: %s %s (%s); keeping the rules loaded before", self.path, what, e)
+
+    # -- life cycle ---------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._state.mm is None
+
+    def close(self) -> None:
+        """Release the file.  A lookup still running in another thread finishes first."""
+        self._deadline = math.inf
+        self._state = _State.closed(self.path)
+
+    def __enter__(self) -> "Rules":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        st = self._state
+        what = "closed" if st.mm is None else ("loaded" if st.loaded else "no file")
+        return f"<cdbrules.Rules {self.path!r} {what}>"
