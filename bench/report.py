@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Run the benchmark suite (or read its JSON) and write the README's tables.
+
+    python bench/report.py                       # run `pytest bench`, print the tables
+    python bench/report.py --json run.json       # tables from an earlier run
+    python bench/report.py --write-readme        # ... and put them into README.md
+    python bench/report.py -- -k "get or rules"  # extra pytest arguments after --
+
+The suite is run as ``pytest bench --benchmark-only --benchmark-disable-gc
+--benchmark-json=FILE``; FILE defaults to .benchmarks/cdbrules-<date>.json.  With
+--write-readme the text between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in
+README.md is replaced (the markers must be there); otherwise nothing is written.
+
+Numbers are medians.  Per-call rows (lookups) time a loop over many keys per round and
+divide by their count, minus the group's empty-loop row; process rows are the wall time of
+the whole process.  Ratios compare two rows of the same run (so the same machine and load);
+absolute times depend on the machine, which the Machine line names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+# group prefix -> (order, title, what the rows mean)
+GROUPS: Dict[str, Tuple[int, str, str]] = {
+    "get-hit": (0, "Key lookup, hit", "ns per lookup of a present key (Reader.get vs cdbx, pure-cdb)"),
+    "get-miss": (1, "Key lookup, miss", "ns per lookup of an absent key"),
+    "rules-check": (2, "Rules lookup, open handle", "ns per connection: the rule that decides for an IPv4 address"),
+    "rules-reopen": (3, "Rules lookup, file opened per connection (tcpserver's way)", "µs per connection"),
+    "build": (4, "Building a cdb", "whole build, wall time"),
+    "compile": (5, "Compiling rules text", "whole process, wall time"),
+}
+
+
+# -- reading a run --------------------------------------------------------------------------
+
+
+class Row:
+    def __init__(self, b: Dict[str, Any]) -> None:
+        info = b.get("extra_info", {})
+        self.group: str = b.get("group") or "?"
+        self.lib: str = info.get("lib", b["name"])
+        self.what: str = info.get("what", "")
+        self.per: int = int(info.get("per") or 1)
+        self.floor: bool = bool(info.get("floor"))
+        self.subtract: Optional[str] = info.get("subtract")
+        self.baseline: bool = bool(info.get("baseline"))
+        self.rss_kb: Optional[int] = info.get("peak_rss_kb")
+        self.cpu_s: Optional[float] = info.get("cpu_s")
+        self.median: float = b["stats"]["median"]
+        self.rounds: int = b["stats"]["rounds"]
+        self.net: float = self.median / self.per  # per operation, floor subtracted (set later)
+
+    @property
+    def label(self) -> str:
+        return f"{self.lib} {self.what}".strip()
+
+
+def load(path: Path) -> Tuple[Dict[str, List[Row]], Dict[str, Any]]:
+    data = json.loads(path.read_text())
+    groups: Dict[str, List[Row]] = {}
+    for b in data.get("benchmarks", []):
+        r = Row(b)
+        groups.setdefault(r.group, []).append(r)
+    for rows in groups.values():
+        by_label = {r.label: r for r in rows}
+        for r in rows:
+            fl = by_label.get(r.subtract) if r.subtract else None
+            if fl is not None:
+                r.net = (r.median - fl.median / fl.per * r.per) / r.per
+    return groups, data.get("machine_info", {})
+
+
+def _group_key(name: str) -> Tuple[int, float, str]:
+    prefix, _, size = name.rpartition("-")
+    order = GROUPS.get(prefix, (99, "", ""))[0]
+    mult = {"k": 1e3, "M": 1e6}.get(size[-1:], 1)
+    try:
+        n = float(size[:-1]) * mult if size[-1:] in "kM" else float(size)
+    except ValueError:
+        n = 0.0
+    return order, n, name
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def fmt_time(s: float) -> str:
+    a = abs(s)
+    if a < 1e-6:
+        return f"{s * 1e9:,.0f} ns"
+    if a < 1e-3:
+        return f"{s * 1e6:,.1f} µs"
+    if a < 1:
+        return f"{s * 1e3:,.1f} ms" if a < 10e-3 else f"{s * 1e3:,.0f} ms"
+    return f"{s:.2f} s"
+
+
+def fmt_ratio(x: float) -> str:
+    return f"{x:.2f}×"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int]) -> List[str]:
+    out = ["| " + " | ".join(header) + " |"]
+    out.append("|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|")
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def group_table(name: str, rows: List[Row]) -> List[str]:
+    prefix, _, size = name.rpartition("-")
+    _, title, what = GROUPS.get(prefix, (99, name, ""))
+    base = next((r for r in rows if r.baseline), None)
+    per_call = any(r.per > 1 for r in rows)
+    has_rss = any(r.rss_kb for r in rows)
+    header = ["library", "operation", "median" + (" per call" if per_call else "")]
+    if per_call:
+        header.append("minus loop")
+    header.append(f"vs {base.label}" if base else "ratio")
+    if has_rss:
+        header += ["peak RSS", "CPU"]
+    body = []
+    for r in sorted(rows, key=lambda r: (not r.floor, r.net)):
+        cells = [r.lib if not r.floor else f"*{r.lib}*", r.what, fmt_time(r.median / r.per)]
+        if per_call:
+            cells.append(fmt_time(r.net) if r.subtract else "")
+        if base is None or r.floor:
+            cells.append("")
+        elif r is base:
+            cells.append("1.00× (baseline)")
+        else:
+            cells.append(fmt_ratio(r.net / base.net) if base.net > 0 else "")
+        if has_rss:
+            cells.append(f"{r.rss_kb / 1024:,.0f} MiB" if r.rss_kb else "")
+            cells.append(f"{r.cpu_s:.2f} s" if r.cpu_s is not None else "")
+        body.append(cells)
+    right = list(range(2, len(header)))
+    return [f"#### {title} ({size}): {what}", ""] + _table(header, body, right) + [""]
+
+
+# -- targets (issue #6) ----------------------------------------------------------------------
+
+
+def _find(groups: Dict[str, List[Row]], group: str, label: str) -> Optional[Row]:
+    for r in groups.get(group, []):
+        if r.label == label:
+            return r
+    return None
+
+
+def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]]:
+    """[target, measured, met] for each target of issue #6."""
+    out: List[List[str]] = []
+
+    def ratio(target: str, a: Optional[Row], b: Optional[Row], limit: float, what: str, field: str = "net") -> None:
+        if a is None or b is None:
+            out.append([target, "not measured", "—"])
+            return
+        x = getattr(a, field) / getattr(b, field)
+        out.append([target, f"{x:.2f}× {what}", "yes" if x <= limit else "**no**"])
+
+    def absolute(target: str, a: Optional[Row], limit: float) -> None:
+        if a is None:
+            out.append([target, "not measured", "—"])
+            return
+        out.append([target, fmt_time(a.net), "yes" if a.net <= limit else "**no**"])
+
+    cdbx_hit = _find(groups, "get-hit-10k", "cdbx get")
+    ratio("Rules.check, IPv4, 1k-rule file ≤ 2.0× one cdbx get hit (10k file)",
+          _find(groups, "rules-check-1k", "cdbrules Rules.check"), cdbx_hit, 2.0, "cdbx get")
+    absolute(f"Rules.check on the {big}-prefix block list ≤ 600 ns",
+             _find(groups, f"rules-check-{big}", "cdbrules Rules.check"), 600e-9)
+    absolute("Rules.check_many ≤ 120 ns per lookup, 1k-rule file",
+             _find(groups, "rules-check-1k", "cdbrules Rules.check_many"), 120e-9)
+    for size in ("10k", big):
+        ratio(f"Reader.get hit ≤ 1.5× cdbx get ({size} keys)",
+              _find(groups, f"get-hit-{size}", "cdbrules Reader.get"),
+              _find(groups, f"get-hit-{size}", "cdbx get"), 1.5, "cdbx get")
+    c1 = _find(groups, f"compile-{big}", "cdbrules compile")
+    t1 = _find(groups, f"compile-{big}", "tcprules v4")
+    ratio(f"cdbrules compile ≤ 0.75× tcprules wall ({big} lines)", c1, t1, 0.75, "tcprules", "median")
+    if c1 is None or t1 is None or not c1.rss_kb or not t1.rss_kb:
+        out.append([f"cdbrules compile peak RSS ≤ 2× tcprules' ({big} lines)", "not measured", "—"])
+    else:
+        x = c1.rss_kb / t1.rss_kb
+        out.append([f"cdbrules compile peak RSS ≤ 2× tcprules' ({big} lines)",
+                    f"{x:.2f}× ({c1.rss_kb / 1024:,.0f} vs {t1.rss_kb / 1024:,.0f} MiB)",
+                    "yes" if x <= 2.0 else "**no**"])
+    ratio(f"cdbrules compile, {huge} lines ≤ 10.5× its {big}-line time",
+          _find(groups, f"compile-{huge}", "cdbrules compile"), c1, 10.5, f"the {big} time", "median")
+    ratio(f"cdbrules make ≤ 1.0× tinycdb cdb -c ({big} records)",
+          _find(groups, f"build-{big}", "cdbrules make"), _find(groups, f"build-{big}", "tinycdb cdb -c"),
+          1.0, "tinycdb", "median")
+    return out
+
+
+# -- the machine -------------------------------------------------------------------------------
+
+
+def _cpu_now() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line(mi: Dict[str, Any], when: str) -> str:
+    info = mi.get("cdbrules") or {}
+    cpu = info.get("cpu_model") or _cpu_now()
+    cores = info.get("cores") or os.cpu_count()
+    py = info.get("python") or mi.get("python_version") or platform.python_version()
+    impl = info.get("implementation") or mi.get("python_implementation") or platform.python_implementation()
+    kernel = info.get("kernel") or mi.get("release") or platform.release()
+    date = info.get("date") or when
+    parts = [f"{cpu}, {cores} cores", f"Linux {kernel}", f"{impl} {py}", date]
+    load = info.get("loadavg_at_start")
+    if load:
+        parts.append(f"load average {load[0]:.1f} at start")
+    if info.get("data_dir"):
+        parts.append(f"data in {info['data_dir']}")
+    vers = info.get("versions") or {}
+    refs = info.get("refs") if isinstance(info.get("refs"), dict) else {}
+    peers = [f"{k} {v}" for k, v in vers.items() if k in ("cdbrules", "cdbx", "pure-cdb", "pytricia")]
+    peers += [f"{k} {v}" for k, v in refs.items() if k in ("tinycdb", "freecdb", "ucspi-tcp")]
+    line = "**Machine:** " + "; ".join(parts) + "."
+    if peers:
+        line += " Versions: " + ", ".join(peers) + "."
+    return line
+
+
+def render(groups: Dict[str, List[Row]], mi: Dict[str, Any], when: str) -> str:
+    info = mi.get("cdbrules") or {}
+    big = _label(info.get("big", 1_000_000))
+    huge = _label(info.get("huge", 10_000_000))
+    lines = [machine_line(mi, when), ""]
+    lines += [
+        "Medians from one run of `python bench/report.py` (`pytest bench`); every ratio compares two rows of "
+        "that same run. Per-call rows time a loop over many distinct keys per round and divide by their count; "
+        "\"minus loop\" subtracts the bare Python loop (the *floor empty loop* row) and the ratios use that "
+        "figure. Process rows are the wall time of the whole process. Rows in *italics* are floors, for scale.",
+        "",
+        "#### Targets",
+        "",
+    ]
+    lines += _table(["target", "measured", "met"], targets(groups, big, huge), [1]) + [""]
+    for name in sorted(groups, key=_group_key):
+        lines += group_table(name, groups[name])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _label(n: int) -> str:
+    for div, suffix in ((1_000_000, "M"), (1000, "k")):
+        if n >= div and n % div == 0:
+            return f"{n // div}{suffix}"
+    return str(n)
+
+
+# -- running and writing -----------------------------------------------------------------------
+
+
+def run_suite(out: Path, extra: Sequence[str]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "pytest", "bench", "-q", "--benchmark-only", "--benchmark-disable-gc",
+            f"--benchmark-json={out}", *extra]
+    print("running:", " ".join(argv), file=sys.stderr)
+    rc = subprocess.call(argv, cwd=ROOT)
+    if rc != 0 or not out.exists():
+        sys.exit(f"report: the benchmark run failed (pytest exited {rc})")
+
+
+def write_readme(readme: Path, text: str) -> None:
+    old = readme.read_text()
+    i, j = old.find(START), old.find(END)
+    if i < 0 or j < i:
+        sys.exit(f"report: {readme} has no {START} ... {END} markers; nothing written")
+    readme.write_text(old[:i + len(START)] + "\n" + text + old[j:])
+    print(f"report: tables written to {readme}", file=sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    extra: List[str] = []
+    if "--" in args:
+        k = args.index("--")
+        args, extra = args[:k], args[k + 1:]
+    p = argparse.ArgumentParser(prog="bench/report.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", type=Path, help="read this pytest-benchmark JSON instead of running the suite")
+    p.add_argument("--out", type=Path, help="where the run writes its JSON (default .benchmarks/cdbrules-<date>.json)")
+    p.add_argument("--write-readme", nargs="?", const=ROOT / "README.md", type=Path, metavar="README",
+                   help="replace the text between the bench markers in README.md (or the file given)")
+    ns = p.parse_args(args)
+    if ns.json is not None:
+        path = ns.json
+    else:
+        path = ns.out or ROOT / ".benchmarks" / f"cdbrules-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        run_suite(path, extra)
+    groups, mi = load(path)
+    if not groups:
+        sys.exit(f"report: {path} holds no benchmarks")
+    when = time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
+    text = render(groups, mi, when)
+    print(text)
+    if ns.write_readme is not None:
+        write_readme(ns.write_readme, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
