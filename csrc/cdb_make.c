@@ -114,8 +114,10 @@ cdb_make_addbegin(struct cdb_make *m, size_t klen, size_t dlen)
   unsigned char h[8];
   /* the record and, at the end, its two slots must fit under the limit */
   if (klen > m->limit || dlen > m->limit ||
-      m->pos + 8 + (uint64_t)klen + (uint64_t)dlen + 16 * (m->records + 1) > m->limit)
+      m->pos + 8 + (uint64_t)klen + (uint64_t)dlen + 16 * (m->records + 1) > m->limit) {
+    m->overlimit = 1;
     return errno = EFBIG, -1;
+  }
   cdb_pack(h, (uint32_t)klen);
   cdb_pack(h + 4, (uint32_t)dlen);
   return _cdb_make_put(m, h, 8);
@@ -187,8 +189,10 @@ cdb_make_finish(struct cdb_make *m)
     m->pos += (uint64_t)n * 8;
   }
   free(slots);
-  if (m->pos > m->limit) /* cannot happen: cdb_make_add reserved the slots */
+  if (m->pos > m->limit) { /* cannot happen: cdb_make_add reserved the slots */
+    m->overlimit = 1;
     return errno = EFBIG, -1;
+  }
   if (_cdb_make_flush(m) < 0)
     return -1;
   if (lseek(m->fd, 0, SEEK_SET) < 0)

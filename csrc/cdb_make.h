@@ -17,6 +17,8 @@ struct cdb_make {
   uint64_t pos;   /* where the next record goes */
   uint64_t limit; /* the largest file allowed: CDB_MAX_SIZE unless lowered for a test */
   uint64_t records;
+  int overlimit;  /* 1 once an add was refused for passing limit (EFBIG): tells
+                     it from the EFBIG of a write past RLIMIT_FSIZE */
   unsigned char *buf; /* output buffer */
   size_t buflen;      /* bytes waiting in it */
   struct cdb_make_chunk *head[256];

@@ -11,7 +11,7 @@
 
 struct cdb { ...; };
 struct cdb_find { uint32_t rpos; uint32_t dpos; uint32_t dlen; ...; };
-struct cdb_make { uint64_t limit; uint64_t records; ...; };
+struct cdb_make { uint64_t limit; uint64_t records; int overlimit; ...; };
 
 uint32_t cdb_hash(const void *key, size_t len);
 int cdb_init(struct cdb *c, const void *map, size_t size);

@@ -34,7 +34,7 @@ class CdbMake:
 
     def fail(self) -> None:
         code = ffi.errno
-        if code == errno.EFBIG:
+        if code == errno.EFBIG and self.m.overlimit:  # not a write refused by the system
             raise OSError(code, "the cdb file would pass the format's 4 GiB limit", os.fsdecode(self.out.tmp))
         raise OSError(code, os.strerror(code), os.fsdecode(self.out.tmp))
 
