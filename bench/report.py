@@ -168,7 +168,10 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
             out.append([target, "not measured", "—"])
             return
         x = getattr(a, field) / getattr(b, field)
-        out.append([target, f"{x:.2f}× {what}", "yes" if x <= limit else "**no**"])
+        text = f"{x:.2f}× {what}"
+        if a.cpu_s and b.cpu_s:  # processes: CPU time is steadier than wall on a busy machine
+            text += f" (CPU time {a.cpu_s / b.cpu_s:.2f}×)"
+        out.append([target, text, "yes" if x <= limit else "**no**"])
 
     def absolute(target: str, a: Optional[Row], limit: float) -> None:
         if a is None:
@@ -244,8 +247,8 @@ def machine_line(mi: Dict[str, Any], when: str) -> str:
 
 def render(groups: Dict[str, List[Row]], mi: Dict[str, Any], when: str) -> str:
     info = mi.get("cdbrules") or {}
-    big = _label(info.get("big", 1_000_000))
-    huge = _label(info.get("huge", 10_000_000))
+    big = _label(info.get("big") or 1_000_000)
+    huge = _label(info.get("huge") or 10_000_000)
     lines = [machine_line(mi, when), ""]
     lines += [
         "Medians from one run of `python bench/report.py` (`pytest bench`); every ratio compares two rows of "
@@ -277,7 +280,7 @@ def run_suite(out: Path, extra: Sequence[str]) -> None:
     argv = [sys.executable, "-m", "pytest", "bench", "-q", "--benchmark-only", "--benchmark-disable-gc",
             f"--benchmark-json={out}", *extra]
     print("running:", " ".join(argv), file=sys.stderr)
-    rc = subprocess.call(argv, cwd=ROOT)
+    rc = subprocess.call(argv, cwd=ROOT, stdout=sys.stderr)  # stdout: the tables only
     if rc != 0 or not out.exists():
         sys.exit(f"report: the benchmark run failed (pytest exited {rc})")
 
