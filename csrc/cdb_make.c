@@ -46,18 +46,26 @@ _cdb_make_flush(struct cdb_make *m)
   return 0;
 }
 
-/* Append len bytes to the output. */
+/* Append len bytes to the output: the slow case, when the buffer is full. */
 static int
+_cdb_make_putslow(struct cdb_make *m, const unsigned char *p, size_t len)
+{
+  if (_cdb_make_flush(m) < 0)
+    return -1;
+  if (len >= CDB_MAKE_BUFSIZE) /* large pieces go straight out */
+    return _cdb_make_write(m->fd, p, len);
+  memcpy(m->buf, p, len);
+  m->buflen = len;
+  return 0;
+}
+
+/* Append len bytes to the output. */
+static inline int
 _cdb_make_put(struct cdb_make *m, const void *data, size_t len)
 {
-  const unsigned char *p = data;
-  if (m->buflen + len > CDB_MAKE_BUFSIZE) {
-    if (_cdb_make_flush(m) < 0)
-      return -1;
-    if (len >= CDB_MAKE_BUFSIZE) /* large pieces go straight out */
-      return _cdb_make_write(m->fd, p, len);
-  }
-  memcpy(m->buf + m->buflen, p, len);
+  if (unlikely(m->buflen + len > CDB_MAKE_BUFSIZE))
+    return _cdb_make_putslow(m, data, len);
+  memcpy(m->buf + m->buflen, data, len);
   m->buflen += len;
   return 0;
 }
@@ -142,8 +150,20 @@ cdb_make_addend(struct cdb_make *m, size_t klen, size_t dlen, uint32_t hash)
 int
 cdb_make_add(struct cdb_make *m, const void *key, size_t klen, const void *data, size_t dlen)
 {
-  if (cdb_make_addbegin(m, klen, dlen) < 0 || _cdb_make_put(m, key, klen) < 0 ||
-      _cdb_make_put(m, data, dlen) < 0)
+  if (likely(m->buflen + 8 + klen + dlen <= CDB_MAKE_BUFSIZE) && klen <= m->limit && dlen <= m->limit) {
+    /* the common case: the whole record fits in the buffer */
+    unsigned char *b = m->buf + m->buflen;
+    if (m->pos + 8 + (uint64_t)klen + (uint64_t)dlen + 16 * (m->records + 1) > m->limit) {
+      m->overlimit = 1;
+      return errno = EFBIG, -1;
+    }
+    cdb_pack(b, (uint32_t)klen);
+    cdb_pack(b + 4, (uint32_t)dlen);
+    memcpy(b + 8, key, klen);
+    memcpy(b + 8 + klen, data, dlen);
+    m->buflen += 8 + klen + dlen;
+  } else if (cdb_make_addbegin(m, klen, dlen) < 0 || _cdb_make_put(m, key, klen) < 0 ||
+             _cdb_make_put(m, data, dlen) < 0)
     return -1;
   return cdb_make_addend(m, klen, dlen, cdb_hash(key, klen));
 }
@@ -151,15 +171,20 @@ cdb_make_add(struct cdb_make *m, const void *key, size_t klen, const void *data,
 int
 cdb_make_finish(struct cdb_make *m)
 {
-  unsigned char header[CDB_HEADER_SIZE];
+  unsigned char header[CDB_HEADER_SIZE], *table;
   uint32_t most = 0, *slots;
   unsigned b;
   for (b = 0; b < 256; ++b)
     if (m->count[b] > most)
       most = m->count[b];
+  /* one bucket's table at a time: positions to place the records, then its bytes */
   slots = malloc(((size_t)most * 2 + 1) * 2 * sizeof(uint32_t));
-  if (!slots)
+  table = malloc(((size_t)most * 2 + 1) * 8);
+  if (!slots || !table) {
+    free(slots);
+    free(table);
     return errno = ENOMEM, -1;
+  }
   for (b = 0; b < 256; ++b) {
     uint32_t n = m->count[b] * 2, i;
     struct cdb_make_chunk *c;
@@ -177,18 +202,17 @@ cdb_make_finish(struct cdb_make *m)
         slots[2 * s] = hash;
         slots[2 * s + 1] = c->ent[2 * i + 1];
       }
-    for (i = 0; i < n; ++i) {
-      unsigned char e[8];
-      cdb_pack(e, slots[2 * i]);
-      cdb_pack(e + 4, slots[2 * i + 1]);
-      if (_cdb_make_put(m, e, 8) < 0) {
-        free(slots);
-        return -1;
-      }
+    for (i = 0; i < 2 * n; ++i)
+      cdb_pack(table + 4 * i, slots[i]);
+    if (_cdb_make_put(m, table, (size_t)n * 8) < 0) {
+      free(slots);
+      free(table);
+      return -1;
     }
     m->pos += (uint64_t)n * 8;
   }
   free(slots);
+  free(table);
   if (m->pos > m->limit) { /* cannot happen: cdb_make_add reserved the slots */
     m->overlimit = 1;
     return errno = EFBIG, -1;
