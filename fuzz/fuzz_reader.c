@@ -143,7 +143,8 @@ check_search(const struct cdb *c, const unsigned char *m, size_t size, const uns
   packed = cdb_get(c, (const char *)key, klen);
   if (n) {
     FZ_CHECK(r == 1 && rpos == want[0]);
-    FZ_CHECK(packed > 1 && packed >> 32 == want[0] + 8 + klen);
+    FZ_CHECK(packed > 1 && packed >> 32 == want[0] + 8 + klen); /* (data start, data end) */
+    FZ_CHECK((packed & 0xffffffffu) == want[0] + 8 + klen + fz_u32(m + want[0] + 4));
   } else if (err) {
     FZ_CHECK(r == -1 && packed == 1);
   } else {
@@ -288,7 +289,10 @@ fuzz_written(const unsigned char *data, size_t size)
     }
     FZ_CHECK(cdb_findnext(&f) == 0);
     g = cdb_get(&c, (const char *)recs[i].k, recs[i].kl);
-    FZ_CHECK(g > 1);
+    for (j = 0; j < i; ++j) /* the first record with this key */
+      if (recs[j].kl == recs[i].kl && memcmp(recs[j].k, recs[i].k, recs[i].kl) == 0)
+        break;
+    FZ_CHECK(g >> 32 == want[j] + 8 + recs[j].kl && (g & 0xffffffffu) == want[j] + 8 + recs[j].kl + recs[j].dl);
   }
   free(m);
   free(recs);
