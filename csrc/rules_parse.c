@@ -102,9 +102,9 @@ _rules_store(struct rules_parser *p, const unsigned char *line, size_t linelen, 
   for (r = d + 1; r < n && a[r] != '.'; ++r)
     ;
   if (_rules_number(a + l, d - l, &bot) < 0)
-    return _rules_fail(p, line, linelen, RULES_E_RANGE, l, 0, 0);
+    return _rules_fail(p, line, linelen, RULES_E_RANGE, l, 0, n);
   if (_rules_number(a + d + 1, r - d - 1, &top) < 0)
-    return _rules_fail(p, line, linelen, RULES_E_RANGE, d + 1, 0, 0);
+    return _rules_fail(p, line, linelen, RULES_E_RANGE, d + 1, 0, n);
   if (top > 255)
     top = 255;
   if (bot > top)

@@ -30,8 +30,8 @@ struct rules_error {
   uint64_t lineno;          /* the line, counted from 1 */
   int code;                 /* enum rules_errcode */
   size_t column;            /* where in the line */
-  size_t name;              /* the env item's name (for AFTERVALUE the item before): its start ... */
-  size_t namelen;           /* ... and length (0, 0 when there is none) */
+  size_t name;              /* the env item's name (for AFTERVALUE the item before; for */
+  size_t namelen;           /* RANGE the address): its start and length (0, 0: none) */
   const unsigned char *line; /* the line with trailing blanks trimmed, as tcprules prints it */
   size_t linelen;
 };

@@ -2,7 +2,10 @@
 
 TMP is opened (created 0644 & ~umask, or reused with its mode, owner and inode, as
 tcprules does), written, fsynced and renamed over CDB; then CDB's directory is fsynced.
-On any failure CDB is untouched and TMP is removed.
+On any failure CDB is untouched; a TMP this run created is removed, and a TMP that was
+already there (an admin may make one to choose CDB's mode and owner) is emptied and kept.
+TMP and CDB naming the same file (by any spelling, link or symlink) is refused before a
+byte of it is changed: tcprules would truncate the live file.
 
 Two runs sharing TMP (two ``qmailctl cdb`` at once) are serialised with an exclusive
 ``flock`` on TMP, taken *before* TMP is truncated: the second run waits, then finds that
@@ -22,11 +25,22 @@ from typing import Optional
 
 from .errors import PathLike
 
-__all__ = ["AtomicOutput", "SameFileError"]
+__all__ = ["AtomicOutput", "SameFileError", "UnsafeTmpError"]
 
 
-class SameFileError(ValueError):
+class UnsafeTmpError(ValueError):
+    """TMP cannot be used: truncating it would destroy a file that must be kept."""
+
+
+class SameFileError(UnsafeTmpError):
     """TMP and CDB name the same file: writing TMP would destroy the live CDB first."""
+
+
+def _same_message(cdb: PathLike, tmp: PathLike) -> str:
+    return (
+        f"{os.fsdecode(tmp)} and {os.fsdecode(cdb)} are the same file: TMP must be another "
+        "name, in the same file system as CDB"
+    )
 
 
 def _same_file(a: PathLike, b: PathLike) -> bool:
@@ -48,17 +62,26 @@ class AtomicOutput:
 
     def __init__(self, cdb: PathLike, tmp: PathLike) -> None:
         if _same_file(cdb, tmp):
-            raise SameFileError(
-                f"{os.fsdecode(tmp)} and {os.fsdecode(cdb)} are the same file: "
-                "the temporary file must be another name in the same file system"
-            )
+            raise SameFileError(_same_message(cdb, tmp))
         self.cdb = cdb
         self.tmp = tmp
+        self.created = False  # this run made TMP (else it was there and is reused)
         self.fd = self._open_locked()
+
+    def _open(self) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.tmp, flags | os.O_EXCL, 0o644)
+            self.created = True
+            return fd
+        except FileExistsError:
+            pass
+        self.created = False
+        return os.open(self.tmp, flags, 0o644)  # (also follows a dangling symlink, as tcprules)
 
     def _open_locked(self) -> int:
         while True:
-            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+            fd = self._open()
             try:
                 fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -70,17 +93,32 @@ class AtomicOutput:
                 if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
                     if not stat.S_ISREG(mine.st_mode):
                         raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(self.tmp))
+                    if self._is_cdb(mine):
+                        raise SameFileError(_same_message(self.cdb, self.tmp))
                     os.ftruncate(fd, 0)
                     return fd
             except OSError as e:
-                os.close(fd)
+                self._drop(fd)
                 if e.filename is None:
                     e.filename = os.fsdecode(self.tmp)
                 raise
             except BaseException:
-                os.close(fd)
+                self._drop(fd)
                 raise
             os.close(fd)  # another run renamed that file to its CDB: start again
+
+    def _is_cdb(self, mine: os.stat_result) -> bool:
+        try:
+            c = os.stat(self.cdb)
+        except OSError:
+            return False
+        return (c.st_dev, c.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _drop(self, fd: int) -> None:
+        """Give up TMP before it was truncated: remove it if this run made it."""
+        if self.created:
+            self._unlink_if_mine(fd)
+        os.close(fd)
 
     def commit(self) -> None:
         """fsync TMP, rename it over CDB, fsync CDB's directory."""
@@ -103,18 +141,29 @@ class AtomicOutput:
         self.fd = -1
 
     def abort(self) -> None:
-        """Remove TMP (if it is still the file this run wrote) and release it."""
+        """Drop what was written and release TMP: remove it if this run created it, else
+        empty it (keeping the mode, owner and inode someone chose for it)."""
         if self.fd < 0:
             return
+        if self.created:
+            self._unlink_if_mine(self.fd)
+        else:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+        os.close(self.fd)
+        self.fd = -1
+
+    def _unlink_if_mine(self, fd: int) -> None:
+        # Only while TMP still names the file this run opened (never another run's file).
         try:
-            mine = os.fstat(self.fd)
+            mine = os.fstat(fd)
             now = os.lstat(self.tmp)
             if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
                 os.unlink(self.tmp)
         except OSError:
             pass
-        os.close(self.fd)
-        self.fd = -1
 
 
 def _fsync_dir(path: PathLike) -> None:

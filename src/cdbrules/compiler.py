@@ -7,11 +7,12 @@ from the source to the parser and turns a rules error into a sentence.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
-from typing import BinaryIO, Optional, Union
+from typing import Any, BinaryIO, NoReturn, Optional, Union
 
 from ._native import ffi, lib
-from ._output import AtomicOutput, optional_tmp
+from ._output import AtomicOutput, SameFileError, UnsafeTmpError, optional_tmp
 from .errors import PathLike, RulesSyntaxError
 from .writer import CdbMake
 
@@ -30,10 +31,13 @@ class CompileStats:
     keys: int
 
 
-def _show(b: bytes, limit: int = 40) -> str:
-    """Bytes of a rules line for a message: printable ASCII as is, the rest escaped."""
+def _show(b: bytes, limit: int = 48) -> str:
+    """Bytes of a rules line for a message, quoted: printable ASCII as is, the rest escaped
+    (so a NUL, a CR or a very long line prints as one short line)."""
     cut = b[:limit]
-    text = "".join(chr(c) if 32 <= c < 127 and c != 0x27 else ("\\'" if c == 0x27 else f"\\x{c:02x}") for c in cut)
+    text = "".join(
+        "\\'" if c == 0x27 else "\\\\" if c == 0x5C else chr(c) if 32 <= c < 127 else f"\\x{c:02x}" for c in cut
+    )
     return f"'{text}{'...' if len(b) > limit else ''}'"
 
 
@@ -42,8 +46,25 @@ def _found(line: bytes, col: int) -> str:
     return f"found {_show(rest)}" if rest else "found the end of the line"
 
 
+def _blank_hint(line: bytes, col: int) -> str:
+    if line[col:col + 1] in (b" ", b"\t"):
+        return " (items are separated by ',' alone, with no spaces)"
+    if line[col:col + 1] == b"\r":
+        return " (a CR: the file has DOS line ends)"
+    return ""
+
+
+def _bound(addr: bytes, col: int) -> bytes:
+    """The range bound that starts at col: up to the '-' (bottom) or the next '.' (top)."""
+    dash = addr.find(b"-")
+    if col <= dash:
+        return addr[col:dash]
+    dot = addr.find(b".", col)
+    return addr[col:dot if dot >= 0 else len(addr)]
+
+
 def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
-    """What is wrong, in words an admin can act on."""
+    """What is wrong with the line, with the text it is about, in words an admin can act on."""
     nm = _show(name)
     if code == lib.RULES_E_NOKEYWORD:
         low = line.lower()
@@ -51,47 +72,63 @@ def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
             hint = " (they are lower case)"
         elif b": allow" in line or b": deny" in line:
             hint = " (no space may follow the ':')"
+        elif line.endswith(b"\r"):
+            hint = " (a CR ends the line: the file has DOS line ends)"
         else:
             hint = ""
-        return f"no ':allow' or ':deny' on this line{hint}"
+        return f"no ':allow' or ':deny' in {_show(line)}{hint}"
     if code == lib.RULES_E_AFTERKEYWORD:
         kw = "deny" if line[col - 4:col] == b"deny" else "allow"
-        hint = " (no space may come before or after ',')" if line[col:col + 1] in (b" ", b"\t") else ""
-        return f"expected ',' or the end of the line after '{kw}', {_found(line, col)}{hint}"
+        return f"expected ',' or the end of the line after '{kw}', {_found(line, col)}{_blank_hint(line, col)}"
     if code == lib.RULES_E_NOEQUALS:
         return f"expected NAME=\"value\" after ',', found {_show(line[col + 1:])} with no '='"
     if code == lib.RULES_E_TRAILINGCOMMA:
-        return "nothing follows the last ','"
+        return f"nothing follows the last ',' in {_show(line[max(0, col - 40):])}"
     if code == lib.RULES_E_NOVALUE:
-        return f"no value after {nm[:-1]}='"
+        return f"no value after {nm[:-1]}=' (an empty value is written {nm[1:-1]}=\"\")"
     if code == lib.RULES_E_UNTERMINATED:
-        d = line[col:col + 1]
-        return f"the value of {nm} is not closed: no second {_show(d)} after the first"
+        return f"the value of {nm} is not closed: no second {_show(line[col:col + 1])} in {_show(line[col:])}"
     if code == lib.RULES_E_AFTERVALUE:
-        hint = " (no space may come before or after ',')" if line[col:col + 1] in (b" ", b"\t") else ""
-        return f"expected ',' or the end of the line after the value of {nm}, {_found(line, col)}{hint}"
+        return (
+            f"expected ',' or the end of the line after the value of {nm}, {_found(line, col)}"
+            f"{_blank_hint(line, col)}"
+        )
     if code == lib.RULES_E_RANGE:
-        addr = line.split(b":", 1)[0] if b":" in line else line
-        hint = ""
-        if any(65 <= c <= 90 or 97 <= c <= 122 for c in addr):
+        addr = name  # the address, before the separator
+        if b":" in addr:
+            hint = " (an IPv6 address cannot be a range)"
+        elif any(sum(c.isalpha() for c in label.decode("latin-1")) > 1 for label in addr.split(b".")):
             hint = " (a host name needs '=' in front, as in =mail-1.example.com)"
-        return f"{_show(addr)} has a '-' but is not a range like 1.2.3.10-20{hint}"
+        else:
+            hint = ""
+        return (
+            f"{_show(addr)} has a '-' but {_show(_bound(addr, col))} is not a number: "
+            f"a range is written like 1.2.3.10-20{hint}"
+        )
     return "this line cannot be parsed"
 
 
-def _syntax_error(p: object, source: Optional[str]) -> RulesSyntaxError:
-    e = p.err  # type: ignore[attr-defined]
+def _syntax_error(p: Any, source: Optional[str]) -> RulesSyntaxError:
+    e = p.err
     line = bytes(ffi.buffer(e.line, e.linelen))
     name = line[e.name:e.name + e.namelen]
     return RulesSyntaxError(int(e.lineno), line, int(e.column), _reason(e.code, line, e.column, name), source)
 
 
 def compile(source: Source, cdb: PathLike, tmp: Optional[PathLike] = None) -> CompileStats:  # noqa: A001
-    """Compile rules from source (a path, or a binary file object) into the cdb file at cdb.
+    """Compile tcprules text from source (a path, or a binary file object read to its end)
+    into the cdb file at cdb, byte for byte the file tcprules writes; return what was done.
 
     The file is written to tmp (``cdb + ".tmp"`` unless given), fsynced and renamed over
-    cdb.  Raises :class:`RulesSyntaxError` for a bad line, :class:`OSError` naming the file
-    for a system error; cdb is untouched then and tmp removed.
+    cdb, and cdb's directory fsynced.  On any error cdb is untouched and tmp removed (or,
+    if it was there before, emptied).  Raises:
+
+    * :class:`RulesSyntaxError` (a ValueError) for a line tcprules rejects, with
+      ``lineno``, ``line`` (bytes), ``column`` and ``reason``;
+    * ``UnsafeTmpError`` (a ValueError; ``SameFileError`` when tmp is cdb) when writing tmp
+      would destroy cdb, the rules themselves or a text file;
+    * :class:`OSError` naming the file (``filename``; ``filename2`` for the rename) for a
+      system error.
     """
     if isinstance(source, (str, bytes, os.PathLike)):
         name: Optional[str] = os.fsdecode(source)
@@ -109,7 +146,15 @@ def compile(source: Source, cdb: PathLike, tmp: Optional[PathLike] = None) -> Co
 
 
 def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> CompileStats:
-    mk = CdbMake(AtomicOutput(cdb, tmp))
+    # Messages name the rules file; not a stream's pseudo-name such as "<stdin>".
+    where = None if name is None or name.startswith("<") else name
+    _check_tmp(f, tmp)
+    out = AtomicOutput(cdb, tmp)
+    try:
+        mk = CdbMake(out)
+    except BaseException:
+        out.abort()
+        raise
     p = ffi.new("struct rules_parser *")
     lib.rules_parser_init(p, mk.m)
     buf = bytearray(_CHUNK)
@@ -119,11 +164,13 @@ def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> 
         while True:
             try:
                 if readinto is not None:
-                    n = readinto(view)
-                    chunk: object = buf
+                    n = readinto(view) or 0
+                    chunk: Any = buf
                 else:
-                    data = f.read(_CHUNK)
-                    n, chunk = len(data), data
+                    chunk = f.read(_CHUNK)
+                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                        raise TypeError(f"the rules source must be a binary file, not {type(f).__name__}")
+                    n = len(chunk)
             except OSError as e:
                 if e.filename is None:
                     e.filename = name or "<input>"
@@ -131,9 +178,9 @@ def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> 
             if not n:
                 break
             if lib.rules_feed(p, ffi.from_buffer(chunk), n) < 0:
-                _fail(p, mk, name)
+                _fail(p, mk, where)
         if lib.rules_finish(p) < 0:
-            _fail(p, mk, name)
+            _fail(p, mk, where)
         stats = CompileStats(int(p.lineno), int(p.rules), int(p.keys))
         mk.finish()
         return stats
@@ -144,8 +191,42 @@ def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> 
         lib.rules_parser_free(p)
 
 
-def _fail(p: object, mk: CdbMake, name: Optional[str]) -> None:
-    if p.err.code:  # type: ignore[attr-defined]  # a rules error, not the writer's
-        raise _syntax_error(p, name)
-    mk.fail()
+def _check_tmp(f: BinaryIO, tmp: PathLike) -> None:
+    """Refuse a TMP whose truncation would destroy something worth keeping.
 
+    TMP is normally absent, empty, or left over from a failed run (which starts with a
+    cdb header or its 2048-byte hole, so has a NUL in its first bytes).  A TMP that is the
+    rules being read, or a non-empty file with no NUL in its first 2048 bytes (a text file:
+    ``cdbrules compile x.cdb tcp.smtp`` names the rules as TMP), is refused."""
+    try:
+        other = os.stat(tmp)
+    except OSError:
+        return
+    if not stat.S_ISREG(other.st_mode):
+        return
+    try:
+        mine = os.fstat(f.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    else:
+        if stat.S_ISREG(mine.st_mode) and (mine.st_dev, mine.st_ino) == (other.st_dev, other.st_ino):
+            raise SameFileError(f"the rules are read from {os.fsdecode(tmp)}, which is TMP: writing TMP would destroy them")
+    if other.st_size == 0:
+        return
+    try:
+        with open(tmp, "rb") as t:
+            head = t.read(2048)
+    except OSError:
+        return  # opening it for writing will say what is wrong
+    if head and b"\0" not in head:
+        raise UnsafeTmpError(
+            f"{os.fsdecode(tmp)} exists and holds text, not a cdb file being made: "
+            "refusing to overwrite it (is it the rules? the arguments are CDB TMP [RULES])"
+        )
+
+
+def _fail(p: Any, mk: CdbMake, where: Optional[str]) -> NoReturn:
+    if p.err.code:  # a rules error, not the writer's
+        raise _syntax_error(p, where)
+    mk.fail()
+    raise AssertionError("unreachable")  # for type checkers reading an older CdbMake.fail

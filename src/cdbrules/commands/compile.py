@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from typing import Any
 
-from .._output import SameFileError
+from .._output import UnsafeTmpError
 from ..compiler import compile as compile_rules
 from ..errors import RulesSyntaxError
-from ._common import EXIT_OK, EXIT_PERM, os_failure, say
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say
 
 
 def register(sub: Any) -> None:
@@ -31,21 +33,45 @@ def register(sub: Any) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
+    stdin = ns.rules is None or ns.rules == "-"
     try:
-        if ns.rules is None or ns.rules == "-":
+        if stdin:
+            if sys.stdin is None:
+                say("fatal: unable to read standard input: it is closed")
+                return EXIT_TEMP
+            if sys.stdin.isatty():
+                say("compile: no RULES given and standard input is a terminal: "
+                    "name the rules file (cdbrules compile CDB TMP RULES) or redirect standard input")
+                return EXIT_PERM
             stats = compile_rules(sys.stdin.buffer, ns.cdb, ns.tmp)
         else:
             stats = compile_rules(ns.rules, ns.cdb, ns.tmp)
     except RulesSyntaxError as e:
-        where = e.source if e.source not in (None, "<stdin>") else "line"
-        sep = ":" if where != "line" else " "
-        say(f"{where}{sep}{e.lineno}: {e.reason}")
+        say(str(e))  # "tcp.smtp:12: what is wrong", or "line 12: ..." for standard input
         return EXIT_PERM
-    except SameFileError as e:
+    except UnsafeTmpError as e:  # TMP is CDB, the rules, or another file worth keeping
         say(str(e))
         return EXIT_PERM
     except OSError as e:
-        return os_failure(e)
+        say(f"fatal: {_system_error(e, ns, stdin)}")
+        return EXIT_TEMP
     if ns.verbose:
         say(f"{stats.lines} lines, {stats.rules} rules, {stats.keys} keys written to {ns.cdb}")
     return EXIT_OK
+
+
+def _system_error(e: OSError, ns: argparse.Namespace, stdin: bool) -> str:
+    """What failed, on which file, and why: one line, in tcprules' words where they fit."""
+    why = e.strerror or str(e)
+    name = os.fsdecode(e.filename) if e.filename is not None else None
+    name2 = getattr(e, "filename2", None)
+    if name2 is not None:
+        hint = " (TMP must be in the same file system as CDB)" if e.errno == errno.EXDEV else ""
+        return f"unable to move {name} to {os.fsdecode(name2)}: {why}{hint}"
+    if name == ns.tmp:
+        return f"unable to write {name}: {why}"
+    if stdin and (name is None or name.startswith("<")):
+        return f"unable to read standard input: {why}"
+    if name is not None:
+        return f"unable to read {name}: {why}"
+    return why
