@@ -60,6 +60,12 @@ cdb_stats(const struct cdb *c, struct cdb_stats *st)
     dlen = cdb_unpack(c->map + pos + 4);
     if (c->size - pos - 8 < klen)
       return errno = EPROTO, -1;
+    if (klen > CDB_STATS_KEYMAX) { /* cdbstats passes over it: not counted, not looked up */
+      if (c->size - pos - 8 - klen < dlen)
+        return errno = EPROTO, -1;
+      pos += 8 + klen + dlen;
+      continue;
+    }
     r = _stats_distance(c, pos, klen, &dist);
     if (r <= 0) {
       st->truncated = r == 0;

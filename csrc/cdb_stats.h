@@ -5,7 +5,9 @@
  * would, through its table from the key's start slot, until the search
  * reaches that very record.  Its distance is the number of slots passed
  * over before its own (other keys, or earlier records with the same key).
- * Counts go to d0 .. d9 and ">9", as djb's cdbstats prints them.
+ * Counts go to d0 .. d9 and ">9", as djb's cdbstats prints them.  A record
+ * whose key is longer than 1024 bytes is passed over, neither looked up nor
+ * counted, as cdbstats does (it keeps keys in a 1024-byte buffer).
  *
  * A damaged file fails as freecdb's cdbstats fails (docs/oracle-cdbtools.md
  * section 5): "truncated file" when the records themselves run past the end
@@ -18,6 +20,7 @@
 #include "cdb.h"
 
 #define CDB_STATS_BINS 11 /* d0 .. d9, then 10 and more */
+#define CDB_STATS_KEYMAX 1024 /* cdbstats skips records with longer keys: not counted */
 
 struct cdb_stats {
   uint64_t records;
