@@ -6,7 +6,7 @@ import errno
 import mmap
 import os
 import stat
-from typing import Iterator, List, Optional, Tuple, TypeVar, Union, overload
+from typing import Any, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from ._native import ffi, lib
 from .errors import CdbFormatError, PathLike
@@ -35,11 +35,18 @@ def open_map(path: PathLike) -> Tuple["mmap.mmap", object, object]:
 
     Raises :class:`OSError` naming the path, or :class:`CdbFormatError`.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # O_NONBLOCK: a FIFO must not block the open; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        e.filename = os.fsdecode(path)
+        raise
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fsdecode(path))
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
+            raise CdbFormatError(path, "not a regular file")
         if st.st_size < lib.CDB_HEADER_SIZE:
             raise CdbFormatError(path, f"{st.st_size} bytes: too short for a cdb file (2048 at least)")
         if st.st_size > lib.CDB_MAX_SIZE:
@@ -71,7 +78,10 @@ class Reader:
 
     def __init__(self, path: PathLike) -> None:
         self.path = os.fsdecode(path)
-        self._mm, self._c, self._buf = open_map(path)
+        mm, c, buf = open_map(path)
+        self._mm: Optional[mmap.mmap] = mm  # None once closed
+        self._c: Any = c
+        self._buf: object = buf  # the buffer c points into: kept alive with the map
         self._len: Optional[int] = None
 
     # -- lookups ------------------------------------------------------------------
@@ -101,7 +111,7 @@ class Reader:
             key = _key(key)
             r = _get(self._c, key, len(key))
         if r > 1:
-            return mm[r >> 32:r & 0xFFFFFFFF]  # type: ignore[index,no-any-return]
+            return mm[r >> 32:r & 0xFFFFFFFF]  # type: ignore[index]
         if r == 0:
             raise KeyError(key)
         raise self._error()
@@ -120,10 +130,11 @@ class Reader:
         """Every value of key, in file order (empty when absent)."""
         k = _key(key)
         mm = self._mm
+        kbuf = ffi.from_buffer(k)  # f points at the key until the search ends
         f = ffi.new("struct cdb_find *")
-        if lib.cdb_findstart(f, self._c, k, len(k)) < 0:
+        if lib.cdb_findstart(f, self._c, kbuf, len(k)) < 0:
             raise self._error()
-        out = []
+        out: List[bytes] = []
         while True:
             r = lib.cdb_findnext(f)
             if r == 0:

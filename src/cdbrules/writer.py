@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import Optional, Type
+from typing import Any, BinaryIO, NoReturn, Optional, Type, Union
 
 from types import TracebackType
 
@@ -14,7 +14,11 @@ from ._output import AtomicOutput, optional_tmp
 from .errors import PathLike
 from .reader import Key, _key
 
-__all__ = ["Writer", "CdbMake"]
+__all__ = ["Writer", "CdbMake", "MakeInputError", "SizeLimitError", "make"]
+
+
+class SizeLimitError(OSError):
+    """The cdb file would pass the format's 4 GiB limit (errno EFBIG; filename: TMP)."""
 
 
 class CdbMake:
@@ -32,11 +36,16 @@ class CdbMake:
         if limit is not None:  # tests lower the 4 GiB limit to reach it quickly
             self.m.limit = limit
 
-    def fail(self) -> None:
-        code = ffi.errno
+    def error(self, code: Optional[int] = None) -> OSError:
+        """The OSError naming TMP for a failed C call (errno, unless code is given)."""
+        if code is None:
+            code = ffi.errno
         if code == errno.EFBIG and self.m.overlimit:  # not a write refused by the system
-            raise OSError(code, "the cdb file would pass the format's 4 GiB limit", os.fsdecode(self.out.tmp))
-        raise OSError(code, os.strerror(code), os.fsdecode(self.out.tmp))
+            return SizeLimitError(code, "the cdb file would pass the format's 4 GiB limit", os.fsdecode(self.out.tmp))
+        return OSError(code, os.strerror(code), os.fsdecode(self.out.tmp))
+
+    def fail(self) -> NoReturn:
+        raise self.error()
 
     def finish(self) -> None:
         """Write the tables and header, free the memory, install TMP as CDB."""
@@ -81,9 +90,10 @@ class Writer:
             if mk is None:
                 raise ValueError("add() on a closed cdb Writer")
             if lib.cdb_make_add(mk.m, k, len(k), v, len(v)) < 0:
+                err = mk.error()  # before abort(), whose system calls may change errno
                 self._make = None
                 mk.abort()
-                mk.fail()
+                raise err
 
     @property
     def closed(self) -> bool:
@@ -129,3 +139,154 @@ class Writer:
 
     def __repr__(self) -> str:
         return f"<cdbrules.Writer {self.path!r} {'closed' if self.closed else 'open'}>"
+
+
+# -- cdbmake's input format -------------------------------------------------------------
+
+_CHUNK = 1 << 20
+#: The filename of an OSError from reading an input that has no name (a descriptor).
+INPUT = "<input>"
+
+
+class MakeInputError(ValueError):
+    """Input that cdbmake rejects.
+
+    ``entry`` is the record it happened in, counted from 1; ``offset`` the 0-based
+    position in the input of the offending byte (or of the end of the input), ``byte`` that
+    byte (None at the end); ``reason`` says what is wrong; ``source`` names the input.
+    """
+
+    def __init__(self, entry: int, offset: int, byte: Optional[int], reason: str, source: Optional[str] = None):
+        self.entry = entry
+        self.offset = offset
+        self.byte = byte
+        self.reason = reason
+        self.source = source
+        super().__init__(f"{source or 'input'}: entry {entry} at offset {offset}: {reason}")
+
+
+def _found(byte: int) -> str:
+    if byte < 0:
+        return "the end of the input"
+    if byte == 10:
+        return "a newline"
+    if byte == 13:
+        return "a carriage return"
+    if 32 <= byte < 127 and byte != 0x27:
+        return f"'{chr(byte)}'"
+    return f"byte 0x{byte:02x}"
+
+
+def _make_reason(code: int, start: int, offset: int, byte: int) -> str:
+    """What is wrong, in cdbmake's words first, then what was found instead."""
+    found = _found(byte)
+    if code == lib.CDBMAKE_E_END:
+        if offset == 0:
+            return "unexpected end of input: the input is empty (an empty cdb is made from one empty line)"
+        if start == offset:
+            return "unexpected end of input (the records must be followed by an empty line)"
+        return f"unexpected end of input inside the record that starts at offset {start}"
+    if code == lib.CDBMAKE_E_PLUS:
+        hint = " (DOS line ends? cdbmake's input ends lines with LF alone)" if byte == 13 else ""
+        return f"entry must start with +, found {found}{hint}"
+    if code == lib.CDBMAKE_E_KLEN:
+        return f"bad keylen format: expected digits then ',', found {found}"
+    if code == lib.CDBMAKE_E_DLEN:
+        return f"bad datalen format: expected digits then ':', found {found}"
+    if code == lib.CDBMAKE_E_ARROW:
+        return f"key must be followed by ->, found {found} (is the key length right?)"
+    if code == lib.CDBMAKE_E_NEWLINE:
+        return f"newline expected after the data, found {found} (is the data length right?)"
+    what = "key" if code == lib.CDBMAKE_E_KHUGE else "data"
+    return f"{what} length of 4294967210 or more: larger than a cdb file can hold"
+
+
+def make(
+    source: Union[PathLike, BinaryIO, int],
+    cdb: PathLike,
+    tmp: Optional[PathLike] = None,
+    *,
+    _limit: Optional[int] = None,
+) -> int:
+    """Build the cdb file at cdb from cdbmake's input format; return the number of records.
+
+    source is a path, a binary file object or a file descriptor holding lines
+    ``+KLEN,DLEN:KEY->DATA`` and a closing empty line (what ``cdbdump`` prints); reading
+    stops at that empty line.  The file is written to tmp (``cdb + ".tmp"`` unless given),
+    fsynced and renamed over cdb: byte for byte the file cdbmake writes.  Raises
+    :class:`MakeInputError` for bad input and :class:`OSError` naming the file for a
+    system error; cdb is untouched then and tmp removed.
+    """
+    if isinstance(source, int):
+        try:
+            f: BinaryIO = open(source, "rb", buffering=0, closefd=False)  # noqa: SIM115
+        except OSError as e:  # not open, or a directory
+            e.filename = INPUT
+            raise
+        name: Optional[str] = None
+        owned = True
+    elif isinstance(source, (str, bytes, os.PathLike)):
+        name = os.fsdecode(source)
+        f = open(source, "rb", buffering=0)  # noqa: SIM115
+        owned = True
+    else:
+        f, owned = source, False
+        n = getattr(source, "name", None)
+        name = n if isinstance(n, str) else None
+    try:
+        return _make(f, name, cdb, optional_tmp(cdb, tmp), _limit)
+    finally:
+        if owned:
+            f.close()
+
+
+def _make(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike, limit: Optional[int]) -> int:
+    out = AtomicOutput(cdb, tmp)
+    try:
+        mk = CdbMake(out, limit)
+    except BaseException:
+        out.abort()
+        raise
+    p = ffi.new("struct cdbmake_parser *")
+    used = ffi.new("size_t *")
+    lib.cdbmake_parser_init(p, mk.m)
+    buf = bytearray(_CHUNK)
+    cbuf = ffi.from_buffer(buf)
+    readinto = getattr(f, "readinto", None)
+    try:
+        while True:
+            try:
+                if readinto is not None:
+                    n = readinto(buf)
+                    r = lib.cdbmake_feed(p, cbuf, n, used) if n else 0
+                else:
+                    data = f.read(_CHUNK)
+                    n = len(data)
+                    r = lib.cdbmake_feed(p, ffi.from_buffer(data), n, used) if n else 0
+            except OSError as e:
+                if e.filename is None:
+                    e.filename = name or INPUT
+                raise
+            if r < 0:
+                _make_fail(p, mk, name)
+            if r > 0 or not n:
+                break
+        if lib.cdbmake_finish(p) < 0:
+            _make_fail(p, mk, name)
+        records = int(p.records)
+        mk.finish()
+        return records
+    except BaseException:
+        mk.abort()
+        raise
+
+
+def _make_fail(p: Any, mk: CdbMake, name: Optional[str]) -> NoReturn:
+    e = p.err
+    if e.code == lib.CDBMAKE_OK:  # the writer's error, not the input's
+        err = mk.error()
+        if isinstance(err, SizeLimitError):
+            err.strerror = f"{err.strerror} (at entry {e.entry}, which starts at offset {e.start} of the input)"
+        raise err
+    reason = _make_reason(e.code, int(e.start), int(e.offset), int(e.byte))
+    raise MakeInputError(int(e.entry), int(e.offset), None if e.byte < 0 else int(e.byte), reason, name)

@@ -9,10 +9,15 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Dict
 
+from . import cdbtools as _cdbtools
 from . import check as _check
 from . import compile as _compile
 
 COMMANDS: Dict[str, ModuleType] = {
     "compile": _compile,
     "check": _check,
+    "make": _cdbtools.make,
+    "dump": _cdbtools.dump,
+    "get": _cdbtools.get,
+    "stats": _cdbtools.stats,
 }
