@@ -299,3 +299,25 @@ def test_threads_see_old_or_new_never_torn(tmp_path: Path) -> None:
     gc.collect()
     if os.path.exists("/proc/self/maps"):
         assert _mapped(p) == 0, "a replaced file's map was never released"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_can_reload(tmp_path: Path) -> None:
+    """A fork while another thread holds the reload lock must not leave the child unable to reload."""
+    p = tmp_path / "r.cdb"
+    put(p, A)
+    r = Rules(p, reload_interval=0)
+    r._lock.acquire()  # as if another thread were reloading at fork() time
+    try:
+        put(p, B)
+        pid = os.fork()
+        if pid == 0:  # the child: exit status 0 when it sees the new file
+            try:
+                os._exit(0 if v(r) == "deny" and r.reload() is False else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        r._lock.release()
+        r.close()

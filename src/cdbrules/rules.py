@@ -22,6 +22,7 @@ import stat
 import struct
 import threading
 import time
+import weakref
 from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -213,6 +214,20 @@ class _State:
         return CdbFormatError(self.path, "corrupt cdb file: an offset or length points outside it")
 
 
+# Every Rules object, so that a forked child gets fresh reload locks: a lock another thread
+# held at fork() time would stay held in the child, which would then never reload.
+_LIVE: "weakref.WeakSet[Rules]" = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for r in list(_LIVE):
+        r._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 class Rules:
     """A compiled rules file (``tcprules``/``cdbrules compile`` output), answering tcpserver's lookup.
 
@@ -251,6 +266,7 @@ class Rules:
         self._interval = math.inf if reload_interval is None else float(reload_interval)
         self._missing_ok = missing_ok
         self._lock = threading.Lock()
+        _LIVE.add(self)
         self._bad: object = None  # the signature of the file last found unusable
         self.reload_error = None
         try:
