@@ -251,7 +251,7 @@ class Rules:
     of every hash table, after which no lookup can fail.
     """
 
-    __slots__ = ("path", "_path", "_state", "_deadline", "_interval", "_missing_ok", "_lock",
+    __slots__ = ("path", "_path", "_state", "_deadline", "_interval", "_lock",
                  "_bad", "reload_error", "__weakref__")
 
     reload_error: Optional[BaseException]
@@ -264,7 +264,6 @@ class Rules:
         self._path = path
         self.path = os.fsdecode(path)
         self._interval = math.inf if reload_interval is None else float(reload_interval)
-        self._missing_ok = missing_ok
         self._lock = threading.Lock()
         _LIVE.add(self)
         self._bad: object = None  # the signature of the file last found unusable
