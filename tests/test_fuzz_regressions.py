@@ -52,13 +52,16 @@ def test_corpora_are_there() -> None:
 
 def keys_to_try(data: bytes) -> List[bytes]:
     """The keys of the first records (walked as djb's cdbdump would, stopping at damage),
-    the empty key and a key that is in no file."""
+    the empty key, a key that is in no file and a few slices of the file (which walk
+    its hash tables, damaged or not)."""
     keys: List[bytes] = [b"", b"no such key"]
+    bytes_ = data[2048:].replace(b"\0", b"")
+    keys += [bytes_[at:at + 1 + i] for i, at in enumerate((0, 5, 17, 41, 97, 211)) if at < len(bytes_)]
     end = int.from_bytes(data[:4], "little") if len(data) >= 4 else 0
     if not 2048 <= end <= len(data):
         end = len(data)
     pos = 2048
-    while pos + 8 <= end and len(keys) < 10:
+    while pos + 8 <= end and len(keys) < 16:
         kl = int.from_bytes(data[pos:pos + 4], "little")
         dl = int.from_bytes(data[pos + 4:pos + 8], "little")
         if pos + 8 + kl + dl > end:
@@ -128,8 +131,36 @@ def compile_outcome(src: object, tmp_path: Path, name: str) -> Tuple[str, object
     return "ok", out.read_bytes()
 
 
+def v6_separator(line: bytes) -> Optional[int]:
+    """Where the IPv6 tcprules splits a trimmed line: the first ':' before allow/deny."""
+    i = line.find(b":")
+    while i >= 0:
+        if line[i + 1:i + 5] == b"deny" or line[i + 1:i + 6] == b"allow":
+            return i
+        i = line.find(b":", i + 1)
+    return None
+
+
+def oracle(data: bytes) -> Optional[str]:
+    """Which reference build gives cdbrules' result for this text (spec 9.2), or None.
+
+    The v6 build where it ends (every line that is not a comment or empty has a separator);
+    else the v4 build, if on every line its first ':' is the v6 separator or none is."""
+    lines = [ln.rstrip(b" \t\n") for ln in data.split(b"\n")]
+    if data.endswith(b"\n"):
+        lines.pop()
+    real = [ln for raw, ln in zip(data.split(b"\n"), lines) if raw and not raw.startswith(b"#")]
+    if all(v6_separator(ln) is not None for ln in real):
+        return "v6"
+    if all(b":" not in ln or v6_separator(ln) in (None, ln.find(b":")) for ln in real):
+        return "v4"
+    return None
+
+
 @pytest.mark.parametrize("unit", units("rules"), ids=lambda p: p.name[:12])
-def test_rules_unit_whole_and_trickled(unit: Path, tmp_path: Path) -> None:
+def test_rules_unit(unit: Path, tmp_path: Path, refs: object) -> None:
+    """Whole and trickled give the same; and what the reference tcprules gives, where the
+    spec says which build to follow: the same file, or an error on the same line."""
     data = unit.read_bytes()
     whole = compile_outcome(io.BytesIO(data), tmp_path, "whole")
     assert compile_outcome(Trickle(data), tmp_path, "trickle") == whole
@@ -138,6 +169,20 @@ def test_rules_unit_whole_and_trickled(unit: Path, tmp_path: Path) -> None:
             for k, v in r.items():
                 assert r.get(k) is not None
                 assert v == b"" or v.endswith(b"\0")
+    build = oracle(data)
+    if build is None:
+        return
+    prog = refs.tcprules_v6 if build == "v6" else refs.tcprules_v4  # type: ignore[attr-defined]
+    ref = refs.run([prog, str(tmp_path / "ref.cdb"), str(tmp_path / "ref.tmp")],  # type: ignore[attr-defined]
+                   stdin=data, timeout=10)
+    assert not ref.timed_out
+    if whole[0] == "ok":
+        assert ref.returncode == 0, ref.stderr
+        assert (tmp_path / "ref.cdb").read_bytes() == whole[1]
+    else:
+        line = whole[1][2]  # type: ignore[index]
+        assert ref.returncode == 100
+        assert ref.stderr == b"tcprules: fatal: unable to parse this line: " + line.split(b"\0")[0] + b"\n"
 
 
 # -- lookup -------------------------------------------------------------------------------
