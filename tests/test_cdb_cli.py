@@ -360,3 +360,15 @@ def test_get_binary_key_from_argv(tmp_path: Path) -> None:
         w.add("é", "utf8")
     assert run_cli(["get", str(path), os.fsdecode(b"\xff\xfe")])[:2] == (0, b"raw")
     assert run_cli(["get", str(path), "é"])[:2] == (0, b"utf8")
+
+
+def test_get_skip_all_ones_is_a_real_skip(refs, small: Path) -> None:  # type: ignore[no-untyped-def]
+    """cdbget runs its lookup (SKIP + 1) mod 2^64 times, so SKIP = 2^64 - 1 looks nothing
+    up and exits 0 with no output, even for a missing key or a broken file.  Ours skips
+    that many records: there are never so many, so the answer is 'absent' (100)."""
+    skip = str((1 << 64) - 1)
+    with open(small, "rb") as f:
+        r = refs.run([refs.cdbget, "missing", skip], stdin=f)
+    assert (r.returncode, r.stdout) == (0, b"")  # the quirk we do not copy
+    for key in ("a", "missing"):
+        assert run_cli(["get", str(small), key, skip]) == (100, b"", "")

@@ -306,6 +306,8 @@ def test_not_a_file(refs, tmp_path: Path, what: str) -> None:  # type: ignore[no
         rc, out, err = run_cli(argv)
         assert (rc, out) == (111, b"")
         assert err.startswith(f"cdbrules: fatal: unable to read {path}: ") and err.count("\n") == 1
+        if what == "fifo":
+            assert err.endswith(": not a cdb file (not a regular file)\n")
     if what == "directory":
         # cdbdump and cdbstats fail cleanly (cdbget crashes): same code, same words
         for tool, cmd in (("cdbdump", "dump"), ("cdbstats", "stats")):

@@ -70,7 +70,9 @@ def _open(path: str, short: str) -> Tuple[Any, Any, Optional[int]]:
     try:
         mm, c, _buf = open_map(path)
     except CdbFormatError as e:
-        say(f"fatal: unable to read {path}: {short} ({e.detail})")
+        # too short for a header: what the classic tool says of that, and why
+        word = short if "too short" in e.detail else "not a cdb file"
+        say(f"fatal: unable to read {path}: {word} ({e.detail})")
         return None, None, EXIT_TEMP
     except OSError as e:
         say(f"fatal: unable to read {path}: {_errstr(e)}")
