@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, NoReturn, Optional, Union
 
 from ._native import ffi, lib
-from ._output import AtomicOutput, SameFileError, UnsafeTmpError, optional_tmp
+from ._output import AtomicOutput, SameFileError, UnsafeTmpError, _same_file, optional_tmp
 from .errors import PathLike, RulesSyntaxError
 from .writer import CdbMake
 
@@ -148,7 +148,7 @@ def compile(source: Source, cdb: PathLike, tmp: Optional[PathLike] = None) -> Co
 def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> CompileStats:
     # Messages name the rules file; not a stream's pseudo-name such as "<stdin>".
     where = None if name is None or name.startswith("<") else name
-    _check_tmp(f, tmp)
+    _check_tmp(f, cdb, tmp)
     out = AtomicOutput(cdb, tmp)
     try:
         mk = CdbMake(out)
@@ -191,7 +191,7 @@ def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> 
         lib.rules_parser_free(p)
 
 
-def _check_tmp(f: BinaryIO, tmp: PathLike) -> None:
+def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
     """Refuse a TMP whose truncation would destroy something worth keeping.
 
     TMP is normally absent, empty, or left over from a failed run (which starts with a
@@ -211,7 +211,7 @@ def _check_tmp(f: BinaryIO, tmp: PathLike) -> None:
     else:
         if stat.S_ISREG(mine.st_mode) and (mine.st_dev, mine.st_ino) == (other.st_dev, other.st_ino):
             raise SameFileError(f"the rules are read from {os.fsdecode(tmp)}, which is TMP: writing TMP would destroy them")
-    if other.st_size == 0:
+    if other.st_size == 0 or _same_file(cdb, tmp):  # (AtomicOutput refuses the latter)
         return
     try:
         with open(tmp, "rb") as t:
