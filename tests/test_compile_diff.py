@@ -25,10 +25,10 @@ A hang is recognised by CPU time, not wall time: a tcprules that has burnt
 ``HANG_CPU`` seconds on a few hundred bytes of input is in the loop (spec 3.4), however
 loaded the machine is.
 
-Size knobs (environment): ``CDBRULES_DIFF_N`` random files (default 3000),
+Size knobs (environment): ``CDBRULES_DIFF_N`` random files (default 5000),
 ``CDBRULES_DIFF_SEED`` (default fixed), ``CDBRULES_DIFF_HANGS`` hang predictions
 verified on the v6 build (default 10), ``CDBRULES_HYPOTHESIS_N`` hypothesis examples
-(default 150).
+(default 300).
 """
 
 from __future__ import annotations
@@ -57,10 +57,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-DIFF_N = int(os.environ.get("CDBRULES_DIFF_N", "3000"))
+DIFF_N = int(os.environ.get("CDBRULES_DIFF_N", "5000"))
 DIFF_SEED = int(os.environ.get("CDBRULES_DIFF_SEED", "3071988"))
 DIFF_HANGS = int(os.environ.get("CDBRULES_DIFF_HANGS", "10"))
-HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "150"))
+HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))
 HANG_CPU = 0.3  # seconds of CPU after which a tcprules on a small input is in the v6 loop
 WALL_LIMIT = 30.0  # seconds: nothing here may take that long, hang or not
 BATCH = 200  # files per batch: written, run through both references two at a time, compared
