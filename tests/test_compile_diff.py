@@ -557,6 +557,20 @@ def test_spec_example(checker: Checker, name: str) -> None:
     assert not failures, "\n".join(failures)
 
 
+def test_line_by_line_not_file_by_file(checker: Checker) -> None:
+    """Spec 9.2 decides per line.  Here the v6 build hangs on line 1 (no ':') and the v4
+    build fails on line 2 (an IPv6 address); we skip line 1 as v4 does and read line 2 as
+    v6 does: our cdb is the v6 build's for the text without line 1, which neither
+    reference produces for the whole text."""
+    data = b"hello\n::1:allow\n"
+    d = checker.work
+    v6_all = run_tcprules(checker.refs.tcprules_v6, checker.env, data, d, "v6all")  # type: ignore[attr-defined]
+    v4_all = run_tcprules(checker.refs.tcprules_v4, checker.env, data, d, "v4all")  # type: ignore[attr-defined]
+    v6_rest = run_tcprules(checker.refs.tcprules_v6, checker.env, data[6:], d, "v6rest")  # type: ignore[attr-defined]
+    assert (v6_all.rc, v4_all.rc, v6_rest.rc) == (None, 100, 0)
+    assert run_ours(data, d).outcome == ("ok", v6_rest.cdb.read_bytes())
+
+
 def test_hang_cases_do_hang(checker: Checker) -> None:
     """The prediction is not vacuous: the inputs spec 3.4 lists as hangs hang the v6 build."""
     names = [n for n in SPEC_CASES if n.startswith("hang-")]

@@ -21,9 +21,14 @@ def register(sub: Any) -> None:
         description=(
             "Read rules in the tcprules format from RULES (standard input when absent) and "
             "write them to TMP, then rename TMP over CDB: the same file tcprules writes, "
-            "byte for byte. On any error CDB is left as it was."
+            "byte for byte. IPv6 addresses work as in ucspi-tcp-ipv6 (the rule's ':' is the "
+            "one before allow or deny). On any error CDB is left as it was and the message "
+            "names the line and what is wrong with it."
         ),
-        epilog="Exit codes: 0 done, 100 a bad rules line or bad usage, 111 a system error.",
+        epilog=(
+            "Example: cdbrules compile /etc/tcp.smtp.cdb /etc/tcp.smtp.tmp /etc/tcp.smtp. "
+            "Exit codes: 0 done, 100 a bad rules line or bad usage, 111 a system error."
+        ),
     )
     p.add_argument("cdb", metavar="CDB", help="the rules file tcpserver reads (e.g. /etc/tcp.smtp.cdb)")
     p.add_argument("tmp", metavar="TMP", help="temporary file in the same directory (e.g. /etc/tcp.smtp.tmp)")
