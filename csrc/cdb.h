@@ -52,6 +52,9 @@ int cdb_init(struct cdb *c, const void *map, size_t size);
  * how the Python layer marks a closed reader). */
 int cdb_findstart(struct cdb_find *f, const struct cdb *c, const void *key, size_t klen);
 
+/* cdb_findstart() for a caller that already has hash = cdb_hash(key, klen). */
+int cdb_findstart_hash(struct cdb_find *f, const struct cdb *c, const void *key, size_t klen, uint32_t hash);
+
 /* Return 1 and set f->rpos, f->dpos, f->dlen for the next record of the key;
  * 0 when there are no more; -1 with errno EPROTO on a corrupt file. */
 int cdb_findnext(struct cdb_find *f);

@@ -6,6 +6,12 @@
 int
 cdb_findstart(struct cdb_find *f, const struct cdb *c, const void *key, size_t klen)
 {
+  return cdb_findstart_hash(f, c, key, klen, klen > CDB_MAX_SIZE ? 0 : cdb_hash(key, klen));
+}
+
+int
+cdb_findstart_hash(struct cdb_find *f, const struct cdb *c, const void *key, size_t klen, uint32_t hash)
+{
   const unsigned char *h;
   f->cdb = c;
   f->key = key;
@@ -16,7 +22,7 @@ cdb_findstart(struct cdb_find *f, const struct cdb *c, const void *key, size_t k
     return 0;
   }
   f->klen = (uint32_t)klen;
-  f->hash = cdb_hash(key, klen);
+  f->hash = hash;
   h = c->map + (f->hash & 255) * 8; /* header entry: (table position, slots) */
   f->tpos = cdb_unpack(h);
   f->slots = cdb_unpack(h + 4);

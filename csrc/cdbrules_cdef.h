@@ -77,7 +77,7 @@ int rules_feed(struct rules_parser *p, const void *text, size_t len);
 int rules_finish(struct rules_parser *p);
 void rules_parser_free(struct rules_parser *p);
 
-struct rules_probe { ...; };
+struct rules_probe { uint32_t hash; ...; };
 size_t rules_probe_bufsize(size_t iplen, size_t hostlen, size_t infolen);
 void rules_probe_start(struct rules_probe *pr, const void *ip, size_t iplen, const void *host,
                        size_t hostlen, const void *info, size_t infolen, unsigned char *buf);

@@ -28,8 +28,26 @@ rules_probe_start(struct rules_probe *pr, const void *ip, size_t iplen, const vo
   pr->at = 0;
 }
 
-int
-rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen)
+/* Hash the IP, keeping the hash of every prefix the memo has room for. */
+static uint32_t
+_rules_hash_ip(struct rules_probe *pr)
+{
+  uint32_t h = CDB_HASH_START;
+  size_t i;
+  pr->memo[0] = h;
+  for (i = 0; i < pr->iplen; ++i) {
+    h = cdb_hash_step(h, pr->ip[i]);
+    if (i < RULES_PROBE_MEMO)
+      pr->memo[i + 1] = h;
+  }
+  return h;
+}
+
+/* What _rules_next() gave: no key, a key, a key with its hash set already. */
+enum { NEXT_DONE, NEXT_KEY, NEXT_HASHED };
+
+static int
+_rules_next(struct rules_probe *pr, const unsigned char **key, size_t *klen)
 {
   for (;;)
     switch (pr->step) {
@@ -40,34 +58,36 @@ rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen
       *key = pr->buf;
       *klen = pr->infolen + 1 + pr->iplen;
       pr->step = pr->host ? STEP_INFO_HOST : STEP_IP;
-      return 1;
+      return NEXT_KEY;
     case STEP_INFO_HOST: /* info@=host */
       memcpy(pr->buf + pr->infolen + 1, "=", 1);
       memcpy(pr->buf + pr->infolen + 2, pr->host, pr->hostlen);
       *key = pr->buf;
       *klen = pr->infolen + 2 + pr->hostlen;
       pr->step = STEP_IP;
-      return 1;
+      return NEXT_KEY;
     case STEP_IP:
       *key = pr->ip;
       *klen = pr->iplen;
+      pr->hash = _rules_hash_ip(pr);
       pr->step = pr->host ? STEP_HOST : STEP_PREFIX;
       pr->at = pr->iplen;
-      return 1;
+      return NEXT_HASHED;
     case STEP_HOST: /* =host */
       pr->buf[0] = '=';
       memcpy(pr->buf + 1, pr->host, pr->hostlen);
       *key = pr->buf;
       *klen = 1 + pr->hostlen;
       pr->step = STEP_PREFIX;
-      return 1;
+      return NEXT_KEY;
     case STEP_PREFIX: /* ip prefixes ending at '.' or ':', longest first */
       while (pr->at > 0) {
         size_t l = pr->at--;
         if (pr->ip[l - 1] == '.' || pr->ip[l - 1] == ':') {
           *key = pr->ip;
           *klen = l;
-          return 1;
+          pr->hash = l <= RULES_PROBE_MEMO ? pr->memo[l] : cdb_hash(pr->ip, l);
+          return NEXT_HASHED;
         }
       }
       pr->step = pr->host ? STEP_SUFFIX : STEP_EMPTY;
@@ -81,7 +101,7 @@ rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen
           memcpy(pr->buf + 1, pr->host + i, pr->hostlen - i);
           *key = pr->buf;
           *klen = 1 + pr->hostlen - i;
-          return 1;
+          return NEXT_KEY;
         }
       }
       pr->step = STEP_EQ;
@@ -90,15 +110,24 @@ rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen
       *key = (const unsigned char *)"=";
       *klen = 1;
       pr->step = STEP_EMPTY;
-      return 1;
+      return NEXT_KEY;
     case STEP_EMPTY:
       *key = (const unsigned char *)"";
       *klen = 0;
       pr->step = STEP_DONE;
-      return 1;
+      return NEXT_KEY;
     default:
-      return 0;
+      return NEXT_DONE;
     }
+}
+
+int
+rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen)
+{
+  int r = _rules_next(pr, key, klen);
+  if (r == NEXT_KEY)
+    pr->hash = cdb_hash(*key, *klen);
+  return r != NEXT_DONE;
 }
 
 int64_t
@@ -114,10 +143,12 @@ rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const void *host
     return errno = ENOMEM, -1;
   rules_probe_start(&pr, ip, iplen, host, hostlen, info, infolen, buf);
   while (rules_probe_next(&pr, &key, &klen)) {
-    uint32_t rpos;
-    int r = cdb_find(c, key, klen, &rpos);
+    struct cdb_find f;
+    int r = cdb_findstart_hash(&f, c, key, klen, pr.hash);
+    if (!r)
+      r = cdb_findnext(&f);
     if (r) {
-      result = r < 0 ? -1 : (int64_t)rpos;
+      result = r < 0 ? -1 : (int64_t)f.rpos;
       break;
     }
   }

@@ -11,14 +11,21 @@
 #include <stdint.h>
 #include "cdb.h"
 
+/* IP prefixes up to this long get their hash from the one pass that hashes
+ * the whole IP (a prefix's hash is a step of its IP's); longer ones, which
+ * tcpserver never produces, are hashed on their own. */
+#define RULES_PROBE_MEMO 64
+
 /* The keys to try for one connection, one at a time.  host and info may be
  * NULL (absent); present but empty is not absent. */
 struct rules_probe {
+  uint32_t hash; /* cdb_hash() of the key rules_probe_next() last gave */
   const unsigned char *ip, *host, *info;
   size_t iplen, hostlen, infolen;
   unsigned char *buf; /* room for rules_probe_bufsize() bytes */
   int step;
   size_t at;
+  uint32_t memo[RULES_PROBE_MEMO + 1]; /* memo[l]: the hash of the IP's first l bytes */
 };
 
 /* How much room the keys that join two parts (info@ip, =host ...) need. */
@@ -27,7 +34,8 @@ size_t rules_probe_bufsize(size_t iplen, size_t hostlen, size_t infolen);
 void rules_probe_start(struct rules_probe *pr, const void *ip, size_t iplen, const void *host,
                        size_t hostlen, const void *info, size_t infolen, unsigned char *buf);
 
-/* Set *key and *klen to the next key to try and return 1; 0 when all were tried. */
+/* Set *key and *klen to the next key to try, pr->hash to its hash, and
+ * return 1; 0 when all were tried. */
 int rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen);
 
 /* The record that decides: its position (> 0), 0 when no key matches

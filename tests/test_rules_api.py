@@ -246,3 +246,25 @@ def test_decisions_match_a_live_tcpserver(refs, tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(10)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(ip=st.text(alphabet="0123456789abcdef.:", max_size=150) | IPS, host=HOSTS, info=INFOS)
+def test_probe_hashes(ip: str, host: Optional[str], info: Optional[str]) -> None:
+    """The C probe iterator hands each key's hash to the lookup (IP prefixes come from one
+    pass over the IP, up to RULES_PROBE_MEMO bytes): it must be the key's own hash."""
+    from cdbrules._native import ffi, lib
+
+    parts = [os.fsencode(x) if x is not None else None for x in (ip, host, info)]
+    bufs = [ffi.from_buffer(x) if x is not None else ffi.NULL for x in parts]
+    lens = [len(x) if x is not None else 0 for x in parts]
+    buf = ffi.new("unsigned char[]", lib.rules_probe_bufsize(*lens))
+    pr = ffi.new("struct rules_probe *")
+    lib.rules_probe_start(pr, bufs[0], lens[0], bufs[1], lens[1], bufs[2], lens[2], buf)
+    key, klen = ffi.new("const unsigned char **"), ffi.new("size_t *")
+    n = 0
+    while lib.rules_probe_next(pr, key, klen):
+        k = ffi.buffer(key[0], klen[0])[:]
+        assert pr.hash == lib.cdb_hash(k, len(k)), k
+        n += 1
+    assert n >= 2  # at least the IP and the empty key
