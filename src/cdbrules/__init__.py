@@ -2,16 +2,22 @@
 
 The C core (cffi) reads and writes cdb files, parses rules text and answers tcpserver's
 per-connection lookup; this package is its typed Python face.
+
+The names below are imported on first use (PEP 562), so ``cdbrules compile`` does not pay
+for the lookup machinery at start-up, nor a server for the compiler.
 """
 
 from __future__ import annotations
 
-from .compiler import CompileStats, compile
-from .errors import CdbFormatError, RulesSyntaxError
-from .iptext import tcpserver_ip
-from .reader import Reader
-from .rules import Decision, Rules
-from .writer import Writer
+from typing import TYPE_CHECKING, Any, Dict, List
+
+if TYPE_CHECKING:
+    from .compiler import CompileStats, compile
+    from .errors import CdbFormatError, RulesSyntaxError
+    from .iptext import tcpserver_ip
+    from .reader import Reader
+    from .rules import Decision, Rules
+    from .writer import Writer
 
 __version__ = "0.1.0"
 
@@ -27,3 +33,30 @@ __all__ = [
     "compile",
     "tcpserver_ip",
 ]
+
+_WHERE: Dict[str, str] = {
+    "CdbFormatError": "errors",
+    "CompileStats": "compiler",
+    "Decision": "rules",
+    "Reader": "reader",
+    "Rules": "rules",
+    "RulesSyntaxError": "errors",
+    "Writer": "writer",
+    "compile": "compiler",
+    "tcpserver_ip": "iptext",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'cdbrules' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{where}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))

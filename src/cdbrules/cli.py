@@ -13,7 +13,7 @@ import sys
 from typing import List, NoReturn, Optional, Sequence
 
 from . import __version__
-from .commands import COMMANDS
+from .commands import COMMANDS, register
 
 EXIT_USAGE = 100
 EXIT_PERM = 100
@@ -33,7 +33,9 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> Parser:
+def build_parser(args: Sequence[str] = ()) -> Parser:
+    """The parser; only the command named in args (if any) is loaded in full."""
+    chosen = next((a for a in args if not a.startswith("-")), None)
     p = Parser(
         prog="cdbrules",
         description="Compile and check tcpserver access rules (the tcprules format) and cdb files.",
@@ -41,8 +43,11 @@ def build_parser() -> Parser:
     )
     p.add_argument("--version", action="version", version=f"cdbrules {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name, mod in COMMANDS.items():
-        mod.register(sub)
+    for name, cmd in COMMANDS.items():
+        if name == chosen:
+            register(name, sub)
+        else:
+            sub.add_parser(name, help=cmd.help, add_help=False)
     return p
 
 
@@ -53,7 +58,7 @@ def fatal(prog: str, message: str, code: int = EXIT_TEMP) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(args)
     ns = parser.parse_args(args)
     if not ns.command:
         parser.print_usage(sys.stderr)
