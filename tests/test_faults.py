@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -48,15 +48,15 @@ def big_rules(lines: int) -> bytes:
     )
 
 
-def cli(*args: object, stdin: object = None, timeout: float = 60, prefix: Sequence[str] = (),
-        preexec: object = None) -> subprocess.CompletedProcess[bytes]:
+def cli(*args: object, timeout: float = 60, prefix: Sequence[str] = (),
+        preexec: Optional[Callable[[], None]] = None) -> "subprocess.CompletedProcess[bytes]":
     """``cdbrules ARGS`` in a fresh interpreter, as an admin would run it."""
     return subprocess.run(
         [*prefix, sys.executable, "-m", "cdbrules", *map(str, args)],
-        stdin=stdin if stdin is not None else subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=timeout,
-        preexec_fn=preexec,  # type: ignore[arg-type]
+        preexec_fn=preexec,
     )
 
 
@@ -271,7 +271,7 @@ def test_read_error_on_input(tmp_path: Path, good: int) -> None:
     old = Installed(tmp_path / "rules.cdb")
     text = big_rules(20000)
     with pytest.raises(OSError) as e:
-        cdbrules.compile(FailingInput(text, good), old.path, tmp_path / "rules.tmp")
+        cdbrules.compile(FailingInput(text, good), old.path, tmp_path / "rules.tmp")  # type: ignore[arg-type]
     assert e.value.errno == errno.EIO and e.value.filename == "/mnt/nfs/tcp.smtp"
     old.untouched()
     assert not (tmp_path / "rules.tmp").exists()

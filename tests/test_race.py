@@ -119,8 +119,10 @@ def test_queued_runs_each_install_their_own_file(tmp_path: Path) -> None:
                     return holders[0][1], holders[0][2]
                 return None
 
-            pid, ino = wait_for(queue, f"one run of {sorted(pids)} to hold TMP's lock and the others to wait",
-                                extra=flocks)  # type: ignore[misc]
+            got = wait_for(queue, f"one run of {sorted(pids)} to hold TMP's lock and the others to wait",
+                           extra=flocks)
+            assert isinstance(got, tuple)
+            pid, ino = got
             # the holder has TMP open: the file now at TMP, not one renamed away
             assert tmp.exists() and ino == tmp.stat().st_ino, "the run holding the lock is not writing TMP"
             if installed is not None:
@@ -312,7 +314,7 @@ def test_readers_under_replacement(tmp_path: Path) -> None:
             g = generation(r[b""])
             while not done.is_set():
                 assert {generation(v) for v in r.values()} == {g}
-                assert generation(r.get(b"10.0.0.7", b"")) == g
+                assert generation(r[b"10.0.0.7"]) == g
                 time.sleep(0.001)
 
     replacing(tmp_path, [fresh, fresh, fresh, fresh, long_lived])
@@ -320,11 +322,10 @@ def test_readers_under_replacement(tmp_path: Path) -> None:
     assert len(every) > 10, "the readers hardly saw the file being replaced"
 
 
-@pytest.mark.skipif(not hasattr(cdbrules, "Rules"), reason="cdbrules.Rules (issue #4) is not there yet")
 def test_rules_under_replacement(tmp_path: Path) -> None:
     """Rules: one object shared by four threads, reloading before every lookup, and a new
     one per check.  check_many answers from one file; a thread never goes back in time."""
-    Rules = cdbrules.Rules  # type: ignore[attr-defined]
+    Rules = cdbrules.Rules
     box: List[object] = []
     seen: List[int] = []
 
