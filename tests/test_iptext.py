@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 from cdbrules import tcpserver_ip
 
+HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))  # examples per property
+
 # (address, what tcpserver prints): spec section 7, observed live
 SPEC_TABLE = [
     ("2001:db8:0:1:1:1:1:1", "2001:db8::1:1:1:1:1"),
@@ -103,7 +105,7 @@ def model(packed: bytes, forcev6: bool = False) -> str:
 GROUP = st.sampled_from([0, 0, 0, 1, 0xdb8, 0xffff]) | st.integers(0, 0xFFFF)
 
 
-@settings(max_examples=500, deadline=None, derandomize=True)
+@settings(max_examples=2 * HYPOTHESIS_N, deadline=None, derandomize=True)
 @given(groups=st.lists(GROUP, min_size=8, max_size=8), forcev6=st.booleans())
 def test_matches_the_model(groups: List[int], forcev6: bool) -> None:
     packed = b"".join(g.to_bytes(2, "big") for g in groups)
@@ -113,7 +115,7 @@ def test_matches_the_model(groups: List[int], forcev6: bool) -> None:
                                           else ipaddress.IPv6Address(packed).ipv4_mapped)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=HYPOTHESIS_N, deadline=None, derandomize=True)
 @given(quad=st.binary(min_size=4, max_size=4), forcev6=st.booleans())
 def test_mapped_matches_the_model(quad: bytes, forcev6: bool) -> None:
     packed = b"\0" * 10 + b"\xff\xff" + quad

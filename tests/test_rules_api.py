@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 
 from cdbrules import Decision, Rules, compile as compile_rules
 
+HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))  # examples per property
+
 TEXT = (b"1.2.3.4:allow,A=\"1\",A=\"2\",B=\"\"\n"
         b"1.2.3.:deny,X=\"y\"\n"
         b"joe@1.2.3.5:allow,WHO=\"joe\"\n"
@@ -128,7 +130,7 @@ HOSTS = st.none() | st.sampled_from(["h.example.com", "a.h.example.com", "", "."
 INFOS = st.none() | st.sampled_from(["joe", "", "root"])
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=HYPOTHESIS_N, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ip=IPS, host=HOSTS, info=INFOS)
 def test_explain_agrees_with_check(rules: Rules, ip: str, host: Optional[str], info: Optional[str]) -> None:
     probes = rules.explain(ip, host, info)
@@ -143,7 +145,7 @@ def test_explain_agrees_with_check(rules: Rules, ip: str, host: Optional[str], i
         assert keys[0] == os.fsencode(info) + b"@" + os.fsencode(ip)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=HYPOTHESIS_N, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(st.tuples(IPS, HOSTS, INFOS), max_size=30))
 def test_check_many_is_check_in_a_loop(rules: Rules, batch: List[Tuple[str, Optional[str], Optional[str]]]) -> None:
     ips = [b[0] for b in batch]
@@ -248,7 +250,7 @@ def test_decisions_match_a_live_tcpserver(refs, tmp_path: Path) -> None:
         server.wait(10)
 
 
-@settings(max_examples=400, deadline=None, derandomize=True)
+@settings(max_examples=HYPOTHESIS_N, deadline=None, derandomize=True)
 @given(ip=st.text(alphabet="0123456789abcdef.:", max_size=150) | IPS, host=HOSTS, info=INFOS)
 def test_probe_hashes(ip: str, host: Optional[str], info: Optional[str]) -> None:
     """The C probe iterator hands each key's hash to the lookup (IP prefixes come from one
