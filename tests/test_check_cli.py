@@ -146,7 +146,8 @@ def test_explain(refs, cdb: Path) -> None:
             assert rc == 0
             probes = r.explain(*argv)
             lines = out.split(b"\n")
-            assert lines[:len(probes)] == [b"probe " + k + (b": match" if hit else b": no rule") for k, hit in probes]
+            assert lines[:len(probes)] == [b"probe " + (k or b'"" (the default rule)') + (b": match" if hit else b": no rule")
+                                                for k, hit in probes]
             env = {k: os.fsencode(v) for k, v in zip(ENV_VARS, argv)}
             plain = theirs(refs, refs.tcprulescheck_v6, str(cdb), env)[0]
             assert out.endswith(plain)

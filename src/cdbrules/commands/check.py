@@ -79,7 +79,8 @@ def _text(b: Optional[bytes]) -> Optional[str]:
 
 
 def _explain_lines(probes: List[Tuple[bytes, bool]]) -> bytes:
-    lines = [b"probe " + k + (b": match\n" if hit else b": no rule\n") for k, hit in probes]
+    lines = [b"probe " + (k or b'"" (the default rule)') + (b": match\n" if hit else b": no rule\n")
+             for k, hit in probes]
     if not probes or not probes[-1][1]:
         lines.append(b"no key matched: the default applies\n")
     return b"".join(lines)
