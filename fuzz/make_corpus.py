@@ -5,6 +5,11 @@
 The cdb seeds are written by the reference tcprules (tests/refs.py fetches it), so the
 reader starts from files the classic tool made; the rules seeds are the tricky lines of
 the spec (sections 3 and 9.2).  Seeds are small: libFuzzer grows the corpus itself.
+
+The committed corpora also hold the units of the first long runs, chosen by libFuzzer's
+merge (what adds coverage or features); to add those of a later run:
+
+    .cache/fuzz/bin/fuzz_NAME -merge=1 fuzz/corpus/NAME .cache/fuzz/corpus/NAME
 """
 
 from __future__ import annotations
