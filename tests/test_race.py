@@ -319,7 +319,7 @@ def test_readers_under_replacement(tmp_path: Path) -> None:
 
     replacing(tmp_path, [fresh, fresh, fresh, fresh, long_lived])
     every = set().union(*seen)
-    assert len(every) > 10, "the readers hardly saw the file being replaced"
+    assert len(every) > 2, "the readers hardly saw the file being replaced"
 
 
 def test_rules_under_replacement(tmp_path: Path) -> None:
@@ -358,5 +358,5 @@ def test_rules_under_replacement(tmp_path: Path) -> None:
 
     replacing(tmp_path, [shared, shared, shared, shared, fresh],
               setup=lambda cdb: box.append(Rules(cdb, reload_interval=0)))
-    assert len(set(seen)) > 10
+    assert len(set(seen)) > 2
     assert box[0].reload_error is None  # type: ignore[attr-defined]
