@@ -237,7 +237,7 @@ def test_lookup_unit_matches_tcprulescheck(unit: Path, tmp_path: Path, refs: obj
 
 # -- findings ------------------------------------------------------------------------------
 #
-# 15 min of fuzz_reader, 10 of fuzz_rules and 10 of fuzz_lookup (about 2.4 million
+# 16 min of fuzz_reader, 10 of fuzz_rules and 11 of fuzz_lookup (about 2.7 million
 # executions; see fuzz/run) found no crash, over-read, hang or broken property in the C
 # core.  The fault tests found one bug (a write refused by RLIMIT_FSIZE was reported as the
 # cdb format's 4 GiB limit: test_faults.test_write_fails_half_way).  Comparing the replay
