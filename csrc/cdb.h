@@ -83,6 +83,13 @@ long cdb_seqbatch(const struct cdb *c, uint32_t *pos, uint32_t *out, size_t max)
 int cdb_record(const struct cdb *c, uint32_t rpos, uint32_t *kpos, uint32_t *klen, uint32_t *dpos,
                uint32_t *dlen);
 
+/* cdb_record() in one number, for callers that pay per out-pointer (Python):
+ * (key end << 32 | data end).  The key starts at rpos + CDB_RECORD_HEAD and
+ * ends where the data starts.  UINT64_MAX with errno EPROTO if the record
+ * does not fit in the file. */
+#define CDB_RECORD_HEAD 8u
+uint64_t cdb_recspan(const struct cdb *c, uint32_t rpos);
+
 /* How many records the file holds; -1 EPROTO. */
 long long cdb_count(const struct cdb *c);
 

@@ -65,3 +65,12 @@ cdb_record(const struct cdb *c, uint32_t rpos, uint32_t *kpos, uint32_t *klen, u
   *dpos = rpos + 8 + *klen;
   return 0;
 }
+
+uint64_t
+cdb_recspan(const struct cdb *c, uint32_t rpos)
+{
+  uint32_t kpos, klen, dpos, dlen;
+  if (cdb_record(c, rpos, &kpos, &klen, &dpos, &dlen) < 0)
+    return UINT64_MAX;
+  return (uint64_t)dpos << 32 | (dpos + dlen);
+}

@@ -130,6 +130,64 @@ rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen
   return r != NEXT_DONE;
 }
 
+/* Ask for the slot where a search for hash starts, ahead of the search. */
+static inline void
+_rules_prefetch(const struct cdb *c, uint32_t hash)
+{
+#if defined(__GNUC__)
+  const unsigned char *h = c->map + (hash & 255) * 8;
+  uint32_t tpos = cdb_unpack(h), slots = cdb_unpack(h + 4);
+  if (slots) {
+    uint64_t s = (uint64_t)tpos + (uint64_t)((hash >> 8) % slots) * 8;
+    if (s + 8 <= c->size)
+      __builtin_prefetch(c->map + s);
+  }
+#else
+  (void)c;
+  (void)hash;
+#endif
+}
+
+#define RULES_IP_PROBES 48
+#ifndef RULES_PREFETCH_SIZE /* the fuzz build lowers it, to reach both paths */
+#define RULES_PREFETCH_SIZE (4u << 20) /* smaller files stay in the caches: no gain there */
+#endif
+
+/* A connection with neither host nor info (the common case): its keys (the IP,
+ * its prefixes, "") all point into ip, so they are listed first and the slot
+ * of every one is requested from memory before the searches, which need them
+ * one after another, run.  On a file larger than the caches the memory
+ * latency of the probes then overlaps instead of adding up (a file that fits
+ * in the caches gains nothing and takes the general path).  An IP with more
+ * boundaries than the list holds takes the general path too. */
+static int
+_rules_lookup_ip(const struct cdb *c, const void *ip, size_t iplen, int64_t *result)
+{
+  struct rules_probe pr;
+  const unsigned char *keys[RULES_IP_PROBES];
+  size_t lens[RULES_IP_PROBES], n = 0, i;
+  uint32_t hashes[RULES_IP_PROBES];
+  rules_probe_start(&pr, ip, iplen, NULL, 0, NULL, 0, NULL);
+  while (rules_probe_next(&pr, &keys[n], &lens[n])) {
+    hashes[n] = pr.hash;
+    _rules_prefetch(c, pr.hash);
+    if (++n == RULES_IP_PROBES)
+      return 0;
+  }
+  *result = 0;
+  for (i = 0; i < n; ++i) {
+    struct cdb_find f;
+    int r = cdb_findstart_hash(&f, c, keys[i], lens[i], hashes[i]);
+    if (!r)
+      r = cdb_findnext(&f);
+    if (r) {
+      *result = r < 0 ? -1 : (int64_t)f.rpos;
+      break;
+    }
+  }
+  return 1;
+}
+
 int64_t
 rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const void *host, size_t hostlen,
              const void *info, size_t infolen)
@@ -139,6 +197,8 @@ rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const void *host
   const unsigned char *key;
   size_t klen, need = rules_probe_bufsize(iplen, host ? hostlen : 0, info ? infolen : 0);
   int64_t result = 0;
+  if (!host && !info && c->size > RULES_PREFETCH_SIZE && _rules_lookup_ip(c, ip, iplen, &result))
+    return result;
   if ((host || info) && need > sizeof small && !(buf = malloc(need)))
     return errno = ENOMEM, -1;
   rules_probe_start(&pr, ip, iplen, host, hostlen, info, infolen, buf);

@@ -48,6 +48,11 @@ _ZEROS = array.array("q", [0])  # check_many's results, int64 each
 # Decisions kept per loaded file: enough for every record of any sane rules file, a bound
 # for a hostile one (a decision is still made past it, just not kept).
 _CACHE_MAX = 1 << 16
+_recspan = lib.cdb_recspan
+_HEAD = lib.CDB_RECORD_HEAD
+_NO_SPAN = (1 << 64) - 1
+_new_object = object.__new__
+_set_attr = object.__setattr__
 
 # An empty cdb (every hash table empty): the rules of a missing file under missing_ok.
 _EMPTY_CDB = struct.pack("<II", 2048, 0) * 256
@@ -108,6 +113,13 @@ class Decision:
     @classmethod
     def from_record(cls, key: Optional[bytes], data: bytes) -> "Decision":
         """The decision for a matched record (key None: nothing matched), as tcpserver reads it."""
+        allowed, env = cls._parse(data)
+        return cls._of(allowed, None if key is None else _decode(key), env, key, data)
+
+    @staticmethod
+    def _parse(data: bytes) -> "Tuple[bool, Mapping[str, str]]":
+        """(allowed, env) for a record's data: the part of a decision that records with the
+        same data share (every ``deny`` of a block list has ``D\\0``)."""
         allowed = True
         env: Dict[str, str] = {}
         entries = data.split(b"\0")
@@ -120,7 +132,19 @@ class Decision:
                 name, eq, value = e[1:].partition(b"=")
                 if eq:
                     env[_decode(name)] = _decode(value)
-        return cls(allowed, None if key is None else _decode(key), env, key, data)
+        return allowed, MappingProxyType(env)
+
+    @classmethod
+    def _of(cls, allowed: bool, rule: Optional[str], env: Mapping[str, str], key: Optional[bytes],
+            data: bytes) -> "Decision":
+        """A decision from parts already checked (env read-only): no copies, for the lookup path."""
+        d = _new_object(cls)
+        _set_attr(d, "allowed", allowed)
+        _set_attr(d, "rule", rule)
+        _set_attr(d, "env", env)
+        _set_attr(d, "key", key)
+        _set_attr(d, "data", data)
+        return d
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a Decision is immutable")
@@ -153,7 +177,7 @@ class _State:
     so a reload in another thread cannot unmap what it reads; the map goes with the last
     reference."""
 
-    __slots__ = ("c", "mm", "buf", "cache", "sig", "path", "loaded")
+    __slots__ = ("c", "mm", "buf", "cache", "envs", "sig", "path", "loaded")
 
     def __init__(self, c: Any, mm: Any, buf: Any, sig: Optional[Tuple[int, int, int, int]],
                  path: str, loaded: bool) -> None:
@@ -164,6 +188,7 @@ class _State:
         self.path = path
         self.loaded = loaded
         self.cache: Dict[int, Decision] = {0: _NO_MATCH}
+        self.envs: Dict[bytes, Tuple[bool, Mapping[str, str]]] = {}  # data -> parsed
 
     @classmethod
     def load(cls, path: PathLike, verify: bool) -> "_State":
@@ -195,11 +220,19 @@ class _State:
         """The decision for lookup result r (a record position; -1: the C error)."""
         if r < 0:
             raise self.error()
-        pos = ffi.new("uint32_t[4]")
-        if lib.cdb_record(self.c, r, pos, pos + 1, pos + 2, pos + 3) < 0:
+        span = _recspan(self.c, r)
+        if span == _NO_SPAN:
             raise self.error()
         mm = self.mm
-        d = Decision.from_record(mm[pos[0]:pos[0] + pos[1]], mm[pos[2]:pos[2] + pos[3]])
+        kend = span >> 32
+        key = mm[r + _HEAD:kend]
+        data = mm[kend:span & 0xFFFFFFFF]
+        parsed = self.envs.get(data)
+        if parsed is None:
+            parsed = Decision._parse(data)
+            if len(self.envs) < _CACHE_MAX:
+                self.envs[data] = parsed
+        d = Decision._of(parsed[0], _decode(key), parsed[1], key, data)
         if len(self.cache) < _CACHE_MAX:
             self.cache[r] = d
         return d
