@@ -130,6 +130,21 @@ rules_probe_next(struct rules_probe *pr, const unsigned char **key, size_t *klen
   return r != NEXT_DONE;
 }
 
+/* Search one key: 1 when it decides (*result: its first record, or -1 on a
+ * corrupt file), 0 when it is absent and the next key must be tried. */
+static int
+_rules_try(const struct cdb *c, const unsigned char *key, size_t klen, uint32_t hash, int64_t *result)
+{
+  struct cdb_find f;
+  int r = cdb_findstart_hash(&f, c, key, klen, hash);
+  if (!r)
+    r = cdb_findnext(&f);
+  if (!r)
+    return 0;
+  *result = r < 0 ? -1 : (int64_t)f.rpos;
+  return 1;
+}
+
 /* Ask for the slot where a search for hash starts, ahead of the search. */
 static inline void
 _rules_prefetch(const struct cdb *c, uint32_t hash)
@@ -175,16 +190,8 @@ _rules_lookup_ip(const struct cdb *c, const void *ip, size_t iplen, int64_t *res
       return 0;
   }
   *result = 0;
-  for (i = 0; i < n; ++i) {
-    struct cdb_find f;
-    int r = cdb_findstart_hash(&f, c, keys[i], lens[i], hashes[i]);
-    if (!r)
-      r = cdb_findnext(&f);
-    if (r) {
-      *result = r < 0 ? -1 : (int64_t)f.rpos;
-      break;
-    }
-  }
+  for (i = 0; i < n && !_rules_try(c, keys[i], lens[i], hashes[i], result); ++i)
+    ;
   return 1;
 }
 
@@ -202,16 +209,8 @@ rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const void *host
   if ((host || info) && need > sizeof small && !(buf = malloc(need)))
     return errno = ENOMEM, -1;
   rules_probe_start(&pr, ip, iplen, host, hostlen, info, infolen, buf);
-  while (rules_probe_next(&pr, &key, &klen)) {
-    struct cdb_find f;
-    int r = cdb_findstart_hash(&f, c, key, klen, pr.hash);
-    if (!r)
-      r = cdb_findnext(&f);
-    if (r) {
-      result = r < 0 ? -1 : (int64_t)f.rpos;
-      break;
-    }
-  }
+  while (rules_probe_next(&pr, &key, &klen) && !_rules_try(c, key, klen, pr.hash, &result))
+    ;
   if (buf != small)
     free(buf);
   return result;
