@@ -355,8 +355,12 @@ def test_size_limit_compile_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     old = Installed(tmp_path / "rules.cdb")
     src = tmp_path / "big.rules"
     src.write_bytes(big_rules(3000))
-    real = CdbMake
-    monkeypatch.setattr(compiler_mod, "CdbMake", lambda out: real(out, limit=100_000))
+
+    class Limited(CdbMake):  # the compiler's writer, with the 4 GiB limit lowered
+        def __init__(self, out: object, limit: object = None) -> None:
+            super().__init__(out, limit=100_000)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compiler_mod, "CdbMake", Limited)
     rc = cli_main(["compile", str(old.path), str(tmp_path / "rules.tmp"), str(src)])
     err = capsys.readouterr().err
     assert rc == 111

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, BinaryIO, NamedTuple, NoReturn, Optional, Union
+from typing import Any, BinaryIO, NamedTuple, NoReturn, Optional
 
 from ._native import ffi, lib
-from ._output import AtomicOutput, SameFileError, UnsafeTmpError, _same_file, optional_tmp
+from ._output import SameFileError, UnsafeTmpError, _same_file, optional_tmp
 from .errors import PathLike, RulesSyntaxError
-from .writer import CdbMake
+from .writer import CdbMake, Source, open_source, read_chunks
 
 __all__ = ["compile", "CompileStats"]
 
-_CHUNK = 1 << 20
-Source = Union[PathLike, BinaryIO]
 
 
 class CompileStats(NamedTuple):
@@ -116,7 +114,8 @@ def _syntax_error(p: Any, source: Optional[str]) -> RulesSyntaxError:
 
 
 def compile(source: Source, cdb: PathLike, tmp: Optional[PathLike] = None) -> CompileStats:  # noqa: A001
-    """Compile tcprules text from source (a path, or a binary file object read to its end)
+    """Compile tcprules text from source (a path, a binary file object read to its end, or
+    a file descriptor)
     into the cdb file at cdb, byte for byte the file tcprules writes; return what was done.
 
     The file is written to tmp (``cdb + ".tmp"`` unless given), fsynced and renamed over
@@ -130,14 +129,7 @@ def compile(source: Source, cdb: PathLike, tmp: Optional[PathLike] = None) -> Co
     * :class:`OSError` naming the file (``filename``; ``filename2`` for the rename) for a
       system error.
     """
-    if isinstance(source, (str, bytes, os.PathLike)):
-        name: Optional[str] = os.fsdecode(source)
-        f: BinaryIO = open(source, "rb", buffering=0)  # noqa: SIM115
-        owned = True
-    else:
-        name = getattr(source, "name", None)
-        name = name if isinstance(name, str) else None
-        f, owned = source, False
+    f, name, owned = open_source(source)
     try:
         return _compile(f, name, cdb, optional_tmp(cdb, tmp))
     finally:
@@ -149,35 +141,12 @@ def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> 
     # Messages name the rules file; not a stream's pseudo-name such as "<stdin>".
     where = None if name is None or name.startswith("<") else name
     _check_tmp(f, cdb, tmp)
-    out = AtomicOutput(cdb, tmp)
-    try:
-        mk = CdbMake(out)
-    except BaseException:
-        out.abort()
-        raise
+    mk = CdbMake.open(cdb, tmp)
     p = ffi.new("struct rules_parser *")
     lib.rules_parser_init(p, mk.m)
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    readinto = getattr(f, "readinto", None)
     try:
-        while True:
-            try:
-                if readinto is not None:
-                    n = readinto(view) or 0
-                    chunk: Any = buf
-                else:
-                    chunk = f.read(_CHUNK)
-                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                        raise TypeError(f"the rules source must be a binary file, not {type(f).__name__}")
-                    n = len(chunk)
-            except OSError as e:
-                if e.filename is None:
-                    e.filename = name or "<input>"
-                raise
-            if not n:
-                break
-            if lib.rules_feed(p, ffi.from_buffer(chunk), n) < 0:
+        for chunk, n in read_chunks(f, name):
+            if lib.rules_feed(p, chunk, n) < 0:
                 _fail(p, mk, where)
         if lib.rules_finish(p) < 0:
             _fail(p, mk, where)
@@ -229,4 +198,3 @@ def _fail(p: Any, mk: CdbMake, where: Optional[str]) -> NoReturn:
     if p.err.code:  # a rules error, not the writer's
         raise _syntax_error(p, where)
     mk.fail()
-    raise AssertionError("unreachable")  # for type checkers reading an older CdbMake.fail

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import Any, BinaryIO, NoReturn, Optional, Type, Union
+from typing import Any, BinaryIO, Iterator, NoReturn, Optional, Tuple, Type, Union
 
 from types import TracebackType
 
@@ -14,7 +14,7 @@ from ._output import AtomicOutput, optional_tmp
 from .errors import PathLike
 from .reader import Key, _key
 
-__all__ = ["Writer", "CdbMake", "MakeInputError", "SizeLimitError", "make"]
+__all__ = ["Writer", "CdbMake", "MakeInputError", "SizeLimitError", "make", "open_source", "read_chunks"]
 
 
 class SizeLimitError(OSError):
@@ -24,7 +24,7 @@ class SizeLimitError(OSError):
 class CdbMake:
     """The C writer (djb's cdb_make) on an :class:`AtomicOutput`; used by Writer, make, compile.
 
-    ``check(rc)`` turns a failed C call into the OSError that names TMP.
+    :meth:`error` turns a failed C call into the OSError that names TMP.
     """
 
     def __init__(self, out: AtomicOutput, limit: Optional[int] = None) -> None:
@@ -32,9 +32,18 @@ class CdbMake:
         self.m = ffi.new("struct cdb_make *")
         if lib.cdb_make_start(self.m, out.fd) < 0:
             self.fail()
-        self.started = True
         if limit is not None:  # tests lower the 4 GiB limit to reach it quickly
             self.m.limit = limit
+
+    @classmethod
+    def open(cls, cdb: PathLike, tmp: PathLike, limit: Optional[int] = None) -> "CdbMake":
+        """TMP opened (locked, emptied) and a writer started on it; TMP dropped if that fails."""
+        out = AtomicOutput(cdb, tmp)
+        try:
+            return cls(out, limit)
+        except BaseException:
+            out.abort()
+            raise
 
     def error(self, code: Optional[int] = None) -> OSError:
         """The OSError naming TMP for a failed C call (errno, unless code is given)."""
@@ -74,12 +83,7 @@ class Writer:
         self.path = os.fsdecode(path)
         self.tmp = os.fsdecode(optional_tmp(path, tmp))
         self._lock = threading.Lock()
-        out = AtomicOutput(path, optional_tmp(path, tmp))
-        try:
-            self._make: Optional[CdbMake] = CdbMake(out, _limit)
-        except BaseException:
-            out.abort()
-            raise
+        self._make: Optional[CdbMake] = CdbMake.open(path, optional_tmp(path, tmp), _limit)
 
     def add(self, key: Key, value: Key) -> None:
         """Append a record (str keys and values are encoded as UTF-8)."""
@@ -141,11 +145,58 @@ class Writer:
         return f"<cdbrules.Writer {self.path!r} {'closed' if self.closed else 'open'}>"
 
 
-# -- cdbmake's input format -------------------------------------------------------------
+# -- reading a source: shared by make() and compile() -------------------------------------
 
 _CHUNK = 1 << 20
 #: The filename of an OSError from reading an input that has no name (a descriptor).
 INPUT = "<input>"
+Source = Union[PathLike, BinaryIO, int]
+
+
+def open_source(source: Source) -> Tuple[BinaryIO, Optional[str], bool]:
+    """(file, name, owned): a path is opened, a descriptor wrapped (left open), a binary
+    file object used as it is; name is None where the source has none."""
+    if isinstance(source, int):
+        try:
+            return open(source, "rb", buffering=0, closefd=False), None, True  # noqa: SIM115
+        except OSError as e:  # not open, or a directory
+            e.filename = INPUT
+            raise
+    if isinstance(source, (str, bytes, os.PathLike)):
+        return open(source, "rb", buffering=0), os.fsdecode(source), True  # noqa: SIM115
+    name = getattr(source, "name", None)
+    return source, name if isinstance(name, str) else None, False
+
+
+def read_chunks(f: BinaryIO, name: Optional[str]) -> Iterator[Tuple[Any, int]]:
+    """The source in pieces of up to 1 MiB, as (buffer for the C core, length), to its end.
+
+    A failed read raises OSError naming the source (INPUT without a name); a text stream
+    raises TypeError.  Each piece is only valid until the next one is asked for."""
+    buf = bytearray(_CHUNK)
+    cbuf = ffi.from_buffer(buf)
+    readinto = getattr(f, "readinto", None)
+    while True:
+        try:
+            if readinto is not None:
+                n = readinto(buf) or 0
+                chunk = cbuf
+            else:
+                data = f.read(_CHUNK)
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"the input must be a binary file, not {type(f).__name__}")
+                n = len(data)
+                chunk = ffi.from_buffer(data)
+        except OSError as e:
+            if e.filename is None:
+                e.filename = name or INPUT
+            raise
+        if not n:
+            return
+        yield chunk, n
+
+
+# -- cdbmake's input format -------------------------------------------------------------
 
 
 class MakeInputError(ValueError):
@@ -201,13 +252,7 @@ def _make_reason(code: int, start: int, offset: int, byte: int) -> str:
     return f"{what} length of 4294967210 or more: larger than a cdb file can hold"
 
 
-def make(
-    source: Union[PathLike, BinaryIO, int],
-    cdb: PathLike,
-    tmp: Optional[PathLike] = None,
-    *,
-    _limit: Optional[int] = None,
-) -> int:
+def make(source: Source, cdb: PathLike, tmp: Optional[PathLike] = None, *, _limit: Optional[int] = None) -> int:
     """Build the cdb file at cdb from cdbmake's input format; return the number of records.
 
     source is a path, a binary file object or a file descriptor holding lines
@@ -217,22 +262,7 @@ def make(
     :class:`MakeInputError` for bad input and :class:`OSError` naming the file for a
     system error; cdb is untouched then and tmp removed.
     """
-    if isinstance(source, int):
-        try:
-            f: BinaryIO = open(source, "rb", buffering=0, closefd=False)  # noqa: SIM115
-        except OSError as e:  # not open, or a directory
-            e.filename = INPUT
-            raise
-        name: Optional[str] = None
-        owned = True
-    elif isinstance(source, (str, bytes, os.PathLike)):
-        name = os.fsdecode(source)
-        f = open(source, "rb", buffering=0)  # noqa: SIM115
-        owned = True
-    else:
-        f, owned = source, False
-        n = getattr(source, "name", None)
-        name = n if isinstance(n, str) else None
+    f, name, owned = open_source(source)
     try:
         return _make(f, name, cdb, optional_tmp(cdb, tmp), _limit)
     finally:
@@ -241,35 +271,16 @@ def make(
 
 
 def _make(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike, limit: Optional[int]) -> int:
-    out = AtomicOutput(cdb, tmp)
-    try:
-        mk = CdbMake(out, limit)
-    except BaseException:
-        out.abort()
-        raise
+    mk = CdbMake.open(cdb, tmp, limit)
     p = ffi.new("struct cdbmake_parser *")
     used = ffi.new("size_t *")
     lib.cdbmake_parser_init(p, mk.m)
-    buf = bytearray(_CHUNK)
-    cbuf = ffi.from_buffer(buf)
-    readinto = getattr(f, "readinto", None)
     try:
-        while True:
-            try:
-                if readinto is not None:
-                    n = readinto(buf)
-                    r = lib.cdbmake_feed(p, cbuf, n, used) if n else 0
-                else:
-                    data = f.read(_CHUNK)
-                    n = len(data)
-                    r = lib.cdbmake_feed(p, ffi.from_buffer(data), n, used) if n else 0
-            except OSError as e:
-                if e.filename is None:
-                    e.filename = name or INPUT
-                raise
+        for chunk, n in read_chunks(f, name):
+            r = lib.cdbmake_feed(p, chunk, n, used)
             if r < 0:
                 _make_fail(p, mk, name)
-            if r > 0 or not n:
+            if r > 0:  # the closing empty line: the rest of the input is not read
                 break
         if lib.cdbmake_finish(p) < 0:
             _make_fail(p, mk, name)
