@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from types import ModuleType
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, NoReturn, Optional, Tuple
 
 from .._native import ffi, lib
 from .._output import SameFileError
 from ..errors import CdbFormatError, djb_strerror
 from ..reader import open_map
 from ..writer import INPUT, MakeInputError, SizeLimitError, make as make_cdb
+from . import COMMANDS
 from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say
 
 __all__ = ["dump", "get", "make", "stats"]
@@ -37,11 +37,10 @@ def _errstr(e: OSError) -> str:
     return djb_strerror(e.errno) if e.errno is not None else (e.strerror or str(e))
 
 
-def _usage(ns: argparse.Namespace, message: str) -> int:
-    p: argparse.ArgumentParser = ns.parser
-    sys.stderr.write(f"{p.prog}: usage: {p.format_usage().strip().replace('usage: ', '', 1)}\n")
-    sys.stderr.write(f"{p.prog}: {message}\n")
-    return EXIT_PERM
+def _usage(ns: argparse.Namespace, message: str) -> NoReturn:
+    """A usage error found after parsing: the parser's usage line and message, exit 100."""
+    parser: argparse.ArgumentParser = ns.parser  # cli.Parser: error() exits 100
+    parser.error(message)
 
 
 def _write_out(data: Any) -> Optional[int]:
@@ -85,7 +84,7 @@ def _open(path: str, short: str) -> Tuple[Any, Any, Optional[int]]:
 
 def _run_make(ns: argparse.Namespace) -> int:
     if not ns.cdb or not ns.tmp:
-        return _usage(ns, "CDB and TMP must not be empty")
+        _usage(ns, "CDB and TMP must not be empty")
     try:
         make_cdb(0, ns.cdb, ns.tmp)
     except MakeInputError as e:
@@ -139,7 +138,7 @@ def _run_dump(ns: argparse.Namespace) -> int:
 def _run_get(ns: argparse.Namespace) -> int:
     skip_text = ns.skip if ns.skip is not None else ""
     if not all("0" <= ch <= "9" for ch in skip_text):
-        return _usage(ns, f"SKIP must be a number of records, not {skip_text!r}")
+        _usage(ns, f"SKIP must be a number of records, not {skip_text!r}")
     skip = int(skip_text or "0") % _SKIP_MOD  # cdbget counts modulo 2^64
     key = os.fsencode(ns.key)
     keep, c, rc = _open(ns.cdb, "protocol error")
@@ -197,7 +196,7 @@ _EXITS = "Exit codes: 0 done, 100 bad usage{}, 111 a bad file or a system error.
 def _register_make(sub: Any) -> None:
     p = sub.add_parser(
         "make",
-        help="build a cdb file from cdbmake input (drop-in for cdbmake)",
+        help=COMMANDS["make"].help,
         description=(
             "Read records '+KLEN,DLEN:KEY->DATA' (one a line, then an empty line) from standard "
             "input, write them to TMP, then rename TMP over CDB: the same file cdbmake writes, "
@@ -213,7 +212,7 @@ def _register_make(sub: Any) -> None:
 def _register_dump(sub: Any) -> None:
     p = sub.add_parser(
         "dump",
-        help="print every record of a cdb file (drop-in for cdbdump)",
+        help=COMMANDS["dump"].help,
         description=(
             "Print every record of CDB in file order as '+KLEN,DLEN:KEY->DATA', then an empty "
             "line: exactly what cdbdump prints, and what 'cdbrules make' reads."
@@ -227,7 +226,7 @@ def _register_dump(sub: Any) -> None:
 def _register_get(sub: Any) -> None:
     p = sub.add_parser(
         "get",
-        help="print the value of a key (drop-in for cdbget)",
+        help=COMMANDS["get"].help,
         description=(
             "Print the value of the first record with KEY in CDB, as is (no newline added). "
             "With SKIP, skip that many records with KEY first. Prints nothing and exits 100 "
@@ -244,7 +243,7 @@ def _register_get(sub: Any) -> None:
 def _register_stats(sub: Any) -> None:
     p = sub.add_parser(
         "stats",
-        help="count records and hash-table distances (drop-in for cdbstats)",
+        help=COMMANDS["stats"].help,
         description=(
             "Print the number of records in CDB and how many of them sit 0, 1, ... 9 or more "
             "slots past the slot where their lookup starts: exactly what cdbstats prints."

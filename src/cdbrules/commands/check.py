@@ -17,13 +17,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import CdbFormatError, djb_strerror
 from ..rules import Decision, Rules
+from . import COMMANDS
 from ._common import EXIT_OK, EXIT_TEMP, say
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "check",
-        help="show which rule tcpserver applies to a connection (drop-in for tcprulescheck)",
+        help=COMMANDS["check"].help,
         description=(
             "Look a connection up in a compiled rules file as tcpserver does and print the "
             "result exactly as tcprulescheck prints it. Without IP, the connection is taken "

@@ -11,13 +11,14 @@ from typing import Any
 from .._output import UnsafeTmpError
 from ..compiler import compile as compile_rules
 from ..errors import RulesSyntaxError
+from . import COMMANDS
 from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "compile",
-        help="compile tcprules text into a cdb file (drop-in for tcprules)",
+        help=COMMANDS["compile"].help,
         description=(
             "Read rules in the tcprules format from RULES (standard input when absent) and "
             "write them to TMP, then rename TMP over CDB: the same file tcprules writes, "
