@@ -50,7 +50,7 @@ def _same_file(a: PathLike, b: PathLike) -> bool:
         sa, sb = os.stat(a), os.stat(b)
     except OSError:
         return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+    return os.path.samestat(sa, sb)
 
 
 class AtomicOutput:
@@ -90,7 +90,7 @@ class AtomicOutput:
                     now = os.stat(self.tmp)
                 except FileNotFoundError:
                     now = None
-                if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                if now is not None and os.path.samestat(now, mine):
                     if not stat.S_ISREG(mine.st_mode):
                         raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(self.tmp))
                     if self._is_cdb(mine):
@@ -112,7 +112,7 @@ class AtomicOutput:
             c = os.stat(self.cdb)
         except OSError:
             return False
-        return (c.st_dev, c.st_ino) == (mine.st_dev, mine.st_ino)
+        return os.path.samestat(c, mine)
 
     def _drop(self, fd: int) -> None:
         """Give up TMP before it was truncated: remove it if this run made it."""
@@ -160,7 +160,7 @@ class AtomicOutput:
         try:
             mine = os.fstat(fd)
             now = os.lstat(self.tmp)
-            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            if os.path.samestat(now, mine):
                 os.unlink(self.tmp)
         except OSError:
             pass

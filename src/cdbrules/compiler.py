@@ -178,7 +178,7 @@ def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
     except (OSError, ValueError, AttributeError):
         pass
     else:
-        if stat.S_ISREG(mine.st_mode) and (mine.st_dev, mine.st_ino) == (other.st_dev, other.st_ino):
+        if stat.S_ISREG(mine.st_mode) and os.path.samestat(mine, other):
             raise SameFileError(f"the rules are read from {os.fsdecode(tmp)}, which is TMP: writing TMP would destroy them")
     if other.st_size == 0 or _same_file(cdb, tmp):  # (AtomicOutput refuses the latter)
         return

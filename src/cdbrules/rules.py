@@ -76,6 +76,14 @@ def _opt(value: object, what: str) -> Any:
     return _NULL if value is None else _text(value, what)
 
 
+def data_entries(data: bytes) -> List[bytes]:
+    """A record's data as tcpserver and tcprulescheck walk it: its NUL-terminated entries
+    (``D``, ``+NAME=VALUE``, ...); bytes after the last NUL are not an entry."""
+    entries = data.split(b"\0")
+    del entries[-1]
+    return entries
+
+
 def _decode(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
@@ -122,9 +130,7 @@ class Decision:
         same data share (every ``deny`` of a block list has ``D\\0``)."""
         allowed = True
         env: Dict[str, str] = {}
-        entries = data.split(b"\0")
-        del entries[-1]  # bytes after the last NUL are not an entry
-        for e in entries:
+        for e in data_entries(data):
             first = e[:1]
             if first == b"D":
                 allowed = False

@@ -16,7 +16,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import CdbFormatError, djb_strerror
-from ..rules import Decision, Rules
+from ..rules import Decision, Rules, data_entries
 from . import COMMANDS
 from ._common import EXIT_OK, EXIT_TEMP, say
 
@@ -53,9 +53,7 @@ def tcprulescheck_output(d: Decision) -> bytes:
     if d.key is None:
         return b"default:\nallow connection\n"
     out = [b"rule ", d.key, b":\n"]
-    entries = d.data.split(b"\0")
-    del entries[-1]  # bytes after the last NUL are not an entry
-    for e in entries:
+    for e in data_entries(d.data):
         if e[:1] == b"D":
             out.append(b"deny connection\n")
             return b"".join(out)
