@@ -297,7 +297,8 @@ def test_threads_see_old_or_new_never_torn(tmp_path: Path) -> None:
     rules.close()
     del rules
     gc.collect()
-    if os.path.exists("/proc/self/maps"):
+    # (.ci/asan reads files into memory instead of mapping them: nothing to see there)
+    if os.path.exists("/proc/self/maps") and os.environ.get("CDBRULES_READ_NOT_MAP") != "1":
         assert _mapped(p) == 0, "a replaced file's map was never released"
 
 
