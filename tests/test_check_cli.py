@@ -121,6 +121,11 @@ def test_usage(tmp_path: Path) -> None:
     assert rc == 0 and b"TCPREMOTEIP" in out and b"--explain" in out
     out, err, rc = ours(["--bogus", "x.cdb"])
     assert rc == 100 and b"Traceback" not in err
+    # too many arguments: the usage line is check's, not the top command's
+    out, err, rc = ours(["x.cdb", "1.2.3.4", "h", "i", "extra"])
+    assert (out, rc) == (b"", 100)
+    assert err.splitlines() == [b"cdbrules check: usage: cdbrules check [-h] [--json] [--explain] CDB [IP] [HOST] [INFO]",
+                                b"cdbrules check: unrecognized arguments: extra"]
 
 
 def test_json(cdb: Path) -> None:
@@ -137,6 +142,11 @@ def test_json(cdb: Path) -> None:
         # the decision is tcpserver's: a denying rule still lists its variables
         obj = json.loads(ours([str(cdb), "1.2.3.9", "--json"])[0])  # options after the arguments too
         assert obj["allowed"] is False and obj["env"] == {"X": "y"}
+        # and between them
+        for argv in ([str(cdb), "--json", "1.2.3.9", "h.example.com"], [str(cdb), "1.2.3.9", "--json", "h.example.com"]):
+            obj = json.loads(ours(argv)[0])
+            d = r.check("1.2.3.9", "h.example.com")
+            assert (obj["host"], obj["rule"], obj["allowed"]) == ("h.example.com", d.rule, d.allowed)
 
 
 def test_explain(refs, cdb: Path) -> None:

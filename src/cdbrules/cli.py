@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, NoReturn, Optional, Sequence
+from typing import List, NoReturn, Optional, Sequence, Tuple
 
 from . import __version__
 from .commands import COMMANDS, register
@@ -25,7 +25,29 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors exit 100 with one usage line, as djb's tools do."""
+    """argparse, but usage errors exit 100 with one usage line, as djb's tools do.
+
+    A subcommand's options may come anywhere among its arguments (``check CDB --json
+    IP``): its parser reads them intermixed.  The top parser, which holds the
+    subcommands, cannot (argparse refuses intermixed parsing there) and need not.
+    """
+
+    intermixed = True
+    _mixing = False
+
+    def parse_known_args(self, args: Optional[Sequence[str]] = None,  # type: ignore[override]
+                         namespace: Optional[argparse.Namespace] = None) -> Tuple[argparse.Namespace, List[str]]:
+        if not self.intermixed or self._mixing:
+            return super().parse_known_args(args, namespace)
+        # parse_known_intermixed_args calls back into parse_known_args on some Pythons
+        self._mixing = True
+        try:
+            ns, extra = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+        if extra:  # said here, with this subcommand's usage line, not the top parser's
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns, extra
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: usage: {self.format_usage().strip().removeprefix('usage: ')}\n")
@@ -41,6 +63,7 @@ def build_parser(args: Sequence[str] = ()) -> Parser:
         description="Compile and check tcpserver access rules (the tcprules format) and cdb files.",
         epilog="Exit codes: 0 success, 100 permanent error (usage, bad rules), 111 system error.",
     )
+    p.intermixed = False
     p.add_argument("--version", action="version", version=f"cdbrules {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, cmd in COMMANDS.items():
