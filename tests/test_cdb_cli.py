@@ -362,6 +362,20 @@ def test_get_binary_key_from_argv(tmp_path: Path) -> None:
     assert run_cli(["get", str(path), "é"])[:2] == (0, b"utf8")
 
 
+def test_get_key_with_a_dash_after_double_dash(tmp_path: Path) -> None:
+    """A key that looks like an option is given after "--", wherever "--" stands; the
+    options of a subcommand may otherwise stand between its arguments."""
+    path = tmp_path / "dash.cdb"
+    with Writer(path) as w:
+        w.add(b"-x", b"dash")
+        w.add(b"--", b"two dashes")
+    for argv in (["get", "--", str(path), "-x"], ["get", str(path), "--", "-x"]):
+        assert run_cli(argv)[:2] == (0, b"dash"), argv
+    assert run_cli(["get", str(path), "--", "--"])[:2] == (0, b"two dashes")
+    rc, out, err = run_cli(["get", str(path), "-x"])
+    assert (rc, out) == (100, b"") and err.startswith("cdbrules get: usage: cdbrules get ")
+
+
 def test_get_skip_all_ones_is_a_real_skip(refs, small: Path) -> None:  # type: ignore[no-untyped-def]
     """cdbget runs its lookup (SKIP + 1) mod 2^64 times, so SKIP = 2^64 - 1 looks nothing
     up and exits 0 with no output, even for a missing key or a broken file.  Ours skips

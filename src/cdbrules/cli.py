@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but usage errors exit 100 with one usage line, as djb's tools do.
 
     A subcommand's options may come anywhere among its arguments (``check CDB --json
-    IP``): its parser reads them intermixed.  The top parser, which holds the
+    IP``): its parser reads them intermixed, unless ``--`` is given.  The top parser, which holds the
     subcommands, cannot (argparse refuses intermixed parsing there) and need not.
     """
 
@@ -42,11 +42,20 @@ class Parser(argparse.ArgumentParser):
         # parse_known_intermixed_args calls back into parse_known_args on some Pythons
         self._mixing = True
         try:
-            ns, extra = self.parse_known_intermixed_args(args, namespace)
+            if args is not None and "--" in args:
+                # after "--" everything is an argument (get CDB -- -KEY); intermixed
+                # parsing would drop the "--" and read -KEY as an option again
+                ns, extra = super().parse_known_args(args, namespace)
+            else:
+                ns, extra = self.parse_known_intermixed_args(args, namespace)
         finally:
             self._mixing = False
         if extra:  # said here, with this subcommand's usage line, not the top parser's
             self.error(f"unrecognized arguments: {' '.join(extra)}")
+        for a in self._actions:
+            # argparse before 3.13 turns a literal "--" after "--" into [] (get CDB -- --)
+            if not a.option_strings and a.nargs in (None, "?") and getattr(ns, a.dest, None) == []:
+                setattr(ns, a.dest, "--")
         return ns, extra
 
     def error(self, message: str) -> NoReturn:
