@@ -56,8 +56,9 @@ int cdb_stats(const struct cdb *c, struct cdb_stats *st);
 
 enum rules_errcode {
   RULES_OK, RULES_E_NOKEYWORD, RULES_E_AFTERKEYWORD, RULES_E_NOEQUALS, RULES_E_TRAILINGCOMMA,
-  RULES_E_NOVALUE, RULES_E_UNTERMINATED, RULES_E_AFTERVALUE, RULES_E_RANGE
+  RULES_E_NOVALUE, RULES_E_UNTERMINATED, RULES_E_AFTERVALUE, RULES_E_RANGE, RULES_E_LONGLINE
 };
+#define RULES_MAX_LINE ...
 struct rules_error {
   uint64_t lineno;
   int code;
@@ -71,6 +72,7 @@ struct rules_parser {
   uint64_t lineno;
   uint64_t rules;
   uint64_t keys;
+  size_t maxline;
   struct rules_error err;
   ...;
 };

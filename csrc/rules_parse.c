@@ -30,6 +30,7 @@ rules_parser_init(struct rules_parser *p, struct cdb_make *out)
 {
   memset(p, 0, sizeof *p);
   p->out = out;
+  p->maxline = RULES_MAX_LINE;
   return 0;
 }
 
@@ -197,6 +198,14 @@ _rules_line(struct rules_parser *p, const unsigned char *s, size_t n)
   return _rules_store(p, s, n, sep, dlen);
 }
 
+/* The line being read, of which s[0..n) is known, is longer than maxline. */
+static int
+_rules_toolong(struct rules_parser *p, const unsigned char *s, size_t n)
+{
+  ++p->lineno;
+  return _rules_fail(p, s, n < p->maxline ? n : p->maxline, RULES_E_LONGLINE, p->maxline, 0, 0);
+}
+
 int
 rules_feed(struct rules_parser *p, const void *text, size_t len)
 {
@@ -206,15 +215,24 @@ rules_feed(struct rules_parser *p, const void *text, size_t len)
     size_t piece = (size_t)((nl ? nl : end) - t);
     int r;
     if (!nl || p->linelen) {
-      if (_rules_reserve(&p->line, &p->linecap, p->linelen + piece + 1) < 0)
+      /* a comment's first byte is all it takes to skip it: keep no more */
+      size_t keep = (p->linelen ? p->line[0] : t[0]) == '#' ? !p->linelen : piece;
+      int toolong = keep > p->maxline - p->linelen;
+      if (toolong)
+        keep = p->maxline - p->linelen; /* the error quotes the first maxline bytes */
+      if (_rules_reserve(&p->line, &p->linecap, p->linelen + keep + 1) < 0)
         return -1;
-      memcpy(p->line + p->linelen, t, piece);
-      p->linelen += piece;
+      memcpy(p->line + p->linelen, t, keep);
+      p->linelen += keep;
+      if (toolong)
+        return _rules_toolong(p, p->line, p->linelen);
       if (!nl)
         return 0;
       r = _rules_line(p, p->line, p->linelen);
       p->linelen = 0;
-    } else
+    } else if (piece > p->maxline && t[0] != '#')
+      return _rules_toolong(p, t, piece);
+    else
       r = _rules_line(p, t, piece);
     if (r < 0)
       return -1;

@@ -23,8 +23,18 @@ enum rules_errcode {
   RULES_E_NOVALUE,        /* "NAME=" ends the line; column: the '=' */
   RULES_E_UNTERMINATED,   /* the value's delimiter never comes again; column: the opening delimiter */
   RULES_E_AFTERVALUE,     /* neither ',' nor the end after a value; column: that byte */
-  RULES_E_RANGE           /* a range bound is not a decimal number; column: the start of that bound */
+  RULES_E_RANGE,          /* a range bound is not a decimal number; column: the start of that bound */
+  RULES_E_LONGLINE        /* the line is longer than maxline bytes; column: maxline, line: its start */
 };
+
+/* The longest line accepted.  A rule tcpserver can use is far shorter: it puts the
+ * rule's variables in the environment of a program it execs, and Linux refuses a
+ * single environment string over 128 KiB.  The limit is there so that the wrong
+ * input (/dev/zero, a binary file with no newline) is an error, not all of memory.
+ * Comment lines are skipped as they stream in, so they may be of any length. */
+#ifndef RULES_MAX_LINE
+#define RULES_MAX_LINE ((size_t)64 << 20)
+#endif
 
 struct rules_error {
   uint64_t lineno;          /* the line, counted from 1 */
@@ -47,6 +57,7 @@ struct rules_parser {
   uint64_t lineno;     /* lines seen */
   uint64_t rules;      /* lines that were rules */
   uint64_t keys;       /* records written */
+  size_t maxline;      /* RULES_MAX_LINE unless lowered (tests) */
   struct rules_error err;
 };
 

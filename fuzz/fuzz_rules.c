@@ -13,7 +13,11 @@
  *   is (trailing blanks trimmed), with column and name inside it; the text
  *   before that line parses, and that line alone fails the same way;
  * - the size limit is exact: with m->limit at the file's size the same file
- *   comes out, one byte less fails with EFBIG and no rules error. */
+ *   comes out, one byte less fails with EFBIG and no rules error;
+ * - the line limit is exact: with p->maxline lowered to L, whole or in pieces,
+ *   the first line longer than L that is not a comment fails with
+ *   RULES_E_LONGLINE quoting its first L bytes, unless an earlier line failed;
+ *   if there is none, the outcome is the same as without the limit. */
 #include <errno.h>
 #include "cdb.h"
 #include "cdb_make.h"
@@ -29,10 +33,11 @@ struct outcome {
   size_t len;
 };
 
-/* Parse text[0..n) fed in pieces (step 0: whole) into a file of at most limit bytes. */
+/* Parse text[0..n) fed in pieces (step 0: whole) into a file of at most limit bytes,
+ * with lines of at most maxline bytes. */
 static void
-parse(const unsigned char *text, size_t n, const unsigned char *steps, size_t nsteps, uint64_t limit,
-      struct outcome *o)
+parse_max(const unsigned char *text, size_t n, const unsigned char *steps, size_t nsteps, uint64_t limit,
+          size_t maxline, struct outcome *o)
 {
   struct cdb_make mk;
   struct rules_parser p;
@@ -42,6 +47,8 @@ parse(const unsigned char *text, size_t n, const unsigned char *steps, size_t ns
   FZ_CHECK(cdb_make_start(&mk, fd) == 0);
   mk.limit = limit;
   FZ_CHECK(rules_parser_init(&p, &mk) == 0);
+  FZ_CHECK(p.maxline == RULES_MAX_LINE);
+  p.maxline = maxline;
   o->rc = 0;
   while (at < n && o->rc == 0) {
     size_t piece = nsteps ? 1 + steps[k++ % nsteps] % 13 : n;
@@ -67,6 +74,13 @@ parse(const unsigned char *text, size_t n, const unsigned char *steps, size_t ns
   rules_parser_free(&p);
   cdb_make_free(&mk);
   close(fd);
+}
+
+static void
+parse(const unsigned char *text, size_t n, const unsigned char *steps, size_t nsteps, uint64_t limit,
+      struct outcome *o)
+{
+  parse_max(text, n, steps, nsteps, limit, RULES_MAX_LINE, o);
 }
 
 static void
@@ -178,6 +192,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_CHECK(alone.rc == -1 && alone.e.code == whole.e.code && alone.e.lineno == 1);
     FZ_CHECK(alone.e.column == whole.e.column && alone.e.name == whole.e.name);
     done(&alone);
+  }
+  if (size) {
+    /* the first line over maxline bytes (its newline not counted) that is not a comment */
+    size_t maxline = 1 + data[0] % 64, at = 0, len = 0;
+    uint64_t l, longline = 0;
+    struct outcome limited[2];
+    int k;
+    for (l = 1; at < size && !longline; ++l) {
+      const unsigned char *nl = memchr(data + at, '\n', size - at);
+      len = (nl ? (size_t)(nl - data) : size) - at;
+      if (len > maxline && data[at] != '#')
+        longline = l;
+      else
+        at += len + 1;
+    }
+    parse_max(data, size, NULL, 0, CDB_MAX_SIZE, maxline, &limited[0]);
+    parse_max(data, size, data, size, CDB_MAX_SIZE, maxline, &limited[1]);
+    for (k = 0; k < 2; ++k) {
+      const struct outcome *o = &limited[k];
+      if (!longline || (whole.rc && whole.e.lineno < longline)) {
+        same(&whole, o);
+        continue;
+      }
+      FZ_CHECK(o->rc == -1 && o->err == EINVAL && o->e.code == RULES_E_LONGLINE);
+      FZ_CHECK(o->e.lineno == longline && o->lineno == longline && o->e.column == maxline);
+      FZ_CHECK(o->e.linelen == maxline && memcmp(o->line, data + at, maxline) == 0);
+    }
+    done(&limited[0]);
+    done(&limited[1]);
   }
   done(&whole);
   return 0;

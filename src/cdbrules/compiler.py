@@ -103,7 +103,16 @@ def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
             f"{_show(addr)} has a '-' but {_show(_bound(addr, col))} is not a number: "
             f"a range is written like 1.2.3.10-20{hint}"
         )
+    if code == lib.RULES_E_LONGLINE:
+        return (
+            f"the line is longer than {_size(col)}, starting {_show(line, 16)}: rules lines are short "
+            "(tcpserver could not even pass such a rule to a program); is this the rules text?"
+        )
     return "this line cannot be parsed"
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
 def _syntax_error(p: Any, source: Optional[str]) -> RulesSyntaxError:
