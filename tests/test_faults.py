@@ -139,6 +139,46 @@ def test_write_fails_half_way(tmp_path: Path) -> None:
     assert not (tmp_path / "rules.tmp").exists()
 
 
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
+@pytest.mark.skipif(UNDER_ASAN, reason="ASan maps terabytes of shadow memory, so RLIMIT_AS cannot be "
+                                       "lowered under it; the ordinary run has this test")
+def test_out_of_memory(tmp_path: Path) -> None:
+    """Memory runs out while the records pile up (RLIMIT_AS a little above what a small
+    compile needs): one line saying so, exit 111, CDB as it was, TMP gone."""
+    old = Installed(tmp_path / "rules.cdb")
+    small, src = tmp_path / "small.rules", tmp_path / "big.rules"
+    small.write_bytes(b"1:allow\n")
+    src.write_bytes(b"".join(b"%x:allow\n" % i for i in range(2_000_000)))  # 25 MB; 16 MB of index
+    peak = subprocess.run(
+        [sys.executable, "-c", "import sys, cdbrules; cdbrules.compile(sys.argv[1], sys.argv[2]); "
+         "print([l for l in open('/proc/self/status') if l.startswith('VmPeak:')][0].split()[1])",
+         str(small), str(tmp_path / "small.cdb")], capture_output=True, check=True, timeout=60)
+    limit = (int(peak.stdout) + 12 * 1024) * 1024
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    r = cli("compile", old.path, tmp_path / "rules.tmp", src, preexec=cap)
+    assert "out of memory" in one_fatal_line(r)
+    old.untouched()
+    assert not (tmp_path / "rules.tmp").exists()
+    assert cli("compile", old.path, tmp_path / "rules.tmp", src).returncode == 0  # without the cap it fits
+
+
+def test_out_of_memory_in_the_writer_is_a_memory_error(tmp_path: Path) -> None:
+    """ENOMEM from the C writer or parser is Python's MemoryError, naming TMP."""
+    mk = CdbMake.open(tmp_path / "x.cdb", tmp_path / "x.tmp")
+    try:
+        e = mk.error(errno.ENOMEM)
+        assert type(e) is MemoryError and str(e) == f"out of memory while writing {tmp_path / 'x.tmp'}"
+        assert type(mk.error(errno.EIO)) is OSError
+    finally:
+        mk.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_device_as_tmp_is_refused_and_left_alone(tmp_path: Path) -> None:
     """tcprules writes into /dev/full and fails; cdbrules refuses any TMP that is not a
     regular file before writing, and never removes it."""

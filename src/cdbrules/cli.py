@@ -99,6 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rc: int = ns.run(ns)
     except KeyboardInterrupt:
         return fatal("cdbrules", "interrupted")
+    except MemoryError as e:
+        return fatal("cdbrules", str(e) or "out of memory")
     except BrokenPipeError:
         # the reader of our output went away (cdbrules dump | head): not our error
         devnull = os.open(os.devnull, os.O_WRONLY)

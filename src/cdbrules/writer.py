@@ -45,10 +45,13 @@ class CdbMake:
             out.abort()
             raise
 
-    def error(self, code: Optional[int] = None) -> OSError:
-        """The OSError naming TMP for a failed C call (errno, unless code is given)."""
+    def error(self, code: Optional[int] = None) -> Exception:
+        """The OSError naming TMP for a failed C call (errno, unless code is given); a
+        MemoryError when the C code ran out of memory."""
         if code is None:
             code = ffi.errno
+        if code == errno.ENOMEM:
+            return MemoryError(f"out of memory while writing {os.fsdecode(self.out.tmp)}")
         if code == errno.EFBIG and self.m.overlimit:  # not a write refused by the system
             return SizeLimitError(code, "the cdb file would pass the format's 4 GiB limit", os.fsdecode(self.out.tmp))
         return OSError(code, os.strerror(code), os.fsdecode(self.out.tmp))
