@@ -20,10 +20,12 @@ from cdbrules._native import ffi, lib
 
 
 class Endless(io.RawIOBase):
-    """A first chunk of text, then comment lines for ever; counts the bytes handed out."""
+    """A first chunk of text, then the filler for ever (comment lines unless told);
+    counts the bytes handed out."""
 
-    def __init__(self, first: bytes) -> None:
+    def __init__(self, first: bytes, filler: bytes = b"#x:deny\n") -> None:
         self.first = first
+        self.filler = filler
         self.given = 0
 
     def readable(self) -> bool:
@@ -34,8 +36,8 @@ class Endless(io.RawIOBase):
             n = len(self.first)
             b[:n] = self.first
         else:
-            n = len(b) - len(b) % 8
-            b[:n] = b"#x:deny\n" * (n // 8)
+            n = len(b) - len(b) % len(self.filler)
+            b[:n] = self.filler * (n // len(self.filler))
         self.given += n
         return n
 
@@ -100,27 +102,12 @@ def test_stats(tmp_path: Path) -> None:
 # -- the line limit ---------------------------------------------------------------------
 
 
-class Zeros(io.RawIOBase):
-    """/dev/zero as a file object: NUL bytes for ever, no newline; counts what it gave."""
-
-    def __init__(self) -> None:
-        self.given = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: "memoryview") -> int:  # type: ignore[override]
-        b[:] = bytes(len(b))
-        self.given += len(b)
-        return len(b)
-
-
 def test_endless_line_is_an_error_not_all_of_memory(tmp_path: Path) -> None:
     """A line longer than RULES_MAX_LINE (64 MiB) stops the compile: the wrong input, such as
     /dev/zero, fails on its first line instead of taking memory until the system kills it."""
     cdb = tmp_path / "x.cdb"
     cdb.write_bytes(b"the old cdb")
-    src = Zeros()
+    src = Endless(b"\0", filler=b"\0")  # /dev/zero
     with pytest.raises(RulesSyntaxError) as info:
         cdbrules.compile(src, cdb, tmp_path / "x.tmp")
     e = info.value
