@@ -28,8 +28,9 @@ class Parser(argparse.ArgumentParser):
     """argparse, but usage errors exit 100 with one usage line, as djb's tools do.
 
     A subcommand's options may come anywhere among its arguments (``check CDB --json
-    IP``): its parser reads them intermixed, unless ``--`` is given.  The top parser, which holds the
-    subcommands, cannot (argparse refuses intermixed parsing there) and need not.
+    IP``): its parser reads them intermixed, unless ``--`` is given.  The top parser,
+    which holds the subcommands, cannot (argparse refuses intermixed parsing there) and
+    need not.
     """
 
     intermixed = True
