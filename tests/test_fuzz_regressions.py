@@ -30,6 +30,7 @@ import cdbrules
 from cdbrules import CdbFormatError, Reader, RulesSyntaxError
 from cdbrules._native import lib
 from cdbrules.cli import main as cli_main
+from test_compile_diff import BAD, NOCOLON, RULE6, kind, split_lines
 
 FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
 
@@ -139,28 +140,14 @@ def compile_outcome(src: object, tmp_path: Path, name: str) -> Tuple[str, object
     return "ok", out.read_bytes()
 
 
-def v6_separator(line: bytes) -> Optional[int]:
-    """Where the IPv6 tcprules splits a trimmed line: the first ':' before allow/deny."""
-    i = line.find(b":")
-    while i >= 0:
-        if line[i + 1:i + 5] == b"deny" or line[i + 1:i + 6] == b"allow":
-            return i
-        i = line.find(b":", i + 1)
-    return None
-
-
 def oracle(data: bytes) -> Optional[str]:
-    """Which reference build gives cdbrules' result for this text (spec 9.2), or None.
-
-    The v6 build where it ends (every line that is not a comment or empty has a separator);
-    else the v4 build, if on every line its first ':' is the v6 separator or none is."""
-    lines = [ln.rstrip(b" \t\n") for ln in data.split(b"\n")]
-    if data.endswith(b"\n"):
-        lines.pop()
-    real = [ln for raw, ln in zip(data.split(b"\n"), lines) if raw and not raw.startswith(b"#")]
-    if all(v6_separator(ln) is not None for ln in real):
+    """Which reference build gives cdbrules' result for this text (spec 9.2), or None:
+    the v6 build where it ends (no line without a separator), else the v4 build where no
+    separator comes after the line's first ':'.  The line model is test_compile_diff's."""
+    kinds = {kind(line) for line in split_lines(data)}
+    if not kinds & {NOCOLON, BAD}:
         return "v6"
-    if all(b":" not in ln or v6_separator(ln) in (None, ln.find(b":")) for ln in real):
+    if RULE6 not in kinds:
         return "v4"
     return None
 
