@@ -112,15 +112,18 @@ cdbmake_feed(struct cdbmake_parser *p, const void *buf, size_t len, size_t *used
       p->left = p->klen;
       p->state = p->left ? _S_KEY : _S_DASH;
       break;
-    case _S_KEY: {
+    case _S_KEY:
+    case _S_DATA: { /* the next bytes of the key (hashed too) or the data, into the writer */
       size_t n = (size_t)(end - q);
-      uint32_t h = p->hash;
-      const unsigned char *k = q, *e;
       if (n > p->left)
         n = p->left;
-      for (e = k + n; k < e; ++k)
-        h = cdb_hash_step(h, *k);
-      p->hash = h;
+      if (p->state == _S_KEY) {
+        uint32_t h = p->hash;
+        const unsigned char *k, *e;
+        for (k = q, e = q + n; k < e; ++k)
+          h = cdb_hash_step(h, *k);
+        p->hash = h;
+      }
       if (cdb_make_addbytes(p->out, q, n) < 0) {
         r = _cdbmake_wfail(p, AT);
         goto out;
@@ -128,7 +131,7 @@ cdbmake_feed(struct cdbmake_parser *p, const void *buf, size_t len, size_t *used
       q += n;
       p->left -= (uint32_t)n;
       if (!p->left)
-        p->state = _S_DASH;
+        p->state = p->state == _S_KEY ? _S_DASH : _S_NL;
       break;
     }
     case _S_DASH:
@@ -145,20 +148,6 @@ cdbmake_feed(struct cdbmake_parser *p, const void *buf, size_t len, size_t *used
       p->left = p->dlen;
       p->state = p->left ? _S_DATA : _S_NL;
       break;
-    case _S_DATA: {
-      size_t n = (size_t)(end - q);
-      if (n > p->left)
-        n = p->left;
-      if (cdb_make_addbytes(p->out, q, n) < 0) {
-        r = _cdbmake_wfail(p, AT);
-        goto out;
-      }
-      q += n;
-      p->left -= (uint32_t)n;
-      if (!p->left)
-        p->state = _S_NL;
-      break;
-    }
     case _S_NL:
       if (*q != '\n') {
         r = _cdbmake_fail(p, CDBMAKE_E_NEWLINE, AT, *q);
