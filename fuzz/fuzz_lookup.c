@@ -5,7 +5,7 @@
  *   bit 2: the rest is a cdb image, any bytes (at least 2048 of them);
  *          otherwise it is rules text, compiled first (up to a bad line).
  * Properties beyond "no crash":
- * - rules_probe_next() tries exactly the keys of spec section 5 (v6 boundaries),
+ * - rules_probe_next() tries exactly the keys of docs/lookup.md (v6 boundaries),
  *   in order, as a plain model builds them;
  * - rules_lookup() answers what searching those keys one by one answers: the
  *   first record of the first key present, 0 for none, -1 (EPROTO) when a

@@ -1,10 +1,10 @@
-"""TMP and CDB in every situation of spec 2.3 that still applies to cdbrules.
+"""TMP and CDB in every situation of docs/compatibility.md, "Output files", that applies to cdbrules.
 
 Each situation is set up twice, once for ``tcprules`` (v4 build) and once for
 ``cdbrules compile``.  The exit codes must agree, except where cdbrules refuses on purpose
 (TMP naming CDB, the rules or a text file: 100 before anything is written).  Where both
 succeed, CDB must end up the same (regular file or symlink, mode, bytes); where they fail,
-cdbrules must leave CDB as it was and no TMP of its own behind (spec 9.5), and say what
+cdbrules must leave CDB as it was and no TMP of its own behind (docs/compatibility.md), and say what
 failed on which file in one line.
 """
 
