@@ -37,7 +37,7 @@ add(struct keys *k, const char *a, size_t al, const unsigned char *b, size_t bl)
   k->used += al + bl;
 }
 
-/* Spec 5: the keys tcpserver tries, in order. */
+/* docs/lookup.md, "The lookup order": the keys tcpserver tries, in order. */
 static void
 model_keys(struct keys *k, const unsigned char *ip, size_t il, const unsigned char *host, size_t hl,
            const unsigned char *info, size_t nl)

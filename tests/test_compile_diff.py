@@ -559,10 +559,10 @@ def test_documented_example(checker: Checker, name: str) -> None:
 
 
 def test_line_by_line_not_file_by_file(checker: Checker) -> None:
-    """Spec 9.2 decides per line.  Here the v6 build hangs on line 1 (no ':') and the v4
-    build fails on line 2 (an IPv6 address); we skip line 1 as v4 does and read line 2 as
-    v6 does: our cdb is the v6 build's for the text without line 1, which neither
-    reference produces for the whole text."""
+    """cdbrules decides per line (docs/compatibility.md, "Parsing").  Here the v6 build
+    hangs on line 1 (no ':') and the v4 build fails on line 2 (an IPv6 address); we skip
+    line 1 as v4 does and read line 2 as v6 does: our cdb is the v6 build's for the text
+    without line 1, which neither reference produces for the whole text."""
     data = b"hello\n::1:allow\n"
     d = checker.work
     v6_all = run_tcprules(checker.refs.tcprules_v6, checker.env, data, d, "v6all")  # type: ignore[attr-defined]
