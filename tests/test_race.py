@@ -35,8 +35,6 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-import pytest
-
 import cdbrules
 from cdbrules import Reader
 from helpers import linux_only
