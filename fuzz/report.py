@@ -21,26 +21,16 @@ README.md is replaced (the markers must be there).  Run it with the package inst
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
 import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- fuzz:start -->", "<!-- fuzz:end -->"
 HARNESSES = ("reader", "rules", "lookup")
-
-
-def _module(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _fill(text: str, first: str = "", rest: str = "") -> str:
@@ -121,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     text = render(helpers.replay_counts(), summary)
     print(text, end="")
     if ns.write_readme is not None:
-        bench = _module("bench_report", ROOT / "bench" / "report.py")
+        bench = helpers.load_script(ROOT / "bench" / "report.py")
         try:
             new = bench.replace_between(ns.write_readme.read_text(), START, END, text)
         except ValueError as e:

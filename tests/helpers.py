@@ -18,6 +18,7 @@ conftest.py), never from one another.
 from __future__ import annotations
 
 import concurrent.futures
+import importlib.util
 import io
 import os
 import random
@@ -31,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import pytest
@@ -44,6 +46,16 @@ from refs import truthy
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 FUZZ = ROOT / "fuzz"
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of the repository (examples/gen_blocklist.py, bench/report.py, ...) loaded
+    as a module, without running its main."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 # --------------------------------------------------------------------------------------

@@ -8,25 +8,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
-from helpers import ROOT, replay_counts
+from helpers import ROOT, load_script, replay_counts
 
 README = ROOT / "README.md"
 
 
-def _module(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_bench_prose_is_read_from_the_tables() -> None:
-    bench = _module("bench_report", ROOT / "bench" / "report.py")
+    bench = load_script(ROOT / "bench" / "report.py")
     text = README.read_text()
     tables = bench.parse_tables(bench.between(text, bench.START, bench.END))
     assert "Key lookup, hit (10k)" in tables and "cdbx get" in tables["Key lookup, hit (10k)"]
@@ -36,7 +24,7 @@ def test_bench_prose_is_read_from_the_tables() -> None:
 
 def test_bench_notes_follow_the_figures() -> None:
     """notes() really reads the tables: another figure in a table, another figure in the prose."""
-    bench = _module("bench_report", ROOT / "bench" / "report.py")
+    bench = load_script(ROOT / "bench" / "report.py")
     tables = bench.parse_tables(bench.between(README.read_text(), bench.START, bench.END))
     row = tables["Key lookup, hit (10k)"]["floor bare cffi call"]
     before = bench.notes(tables)
@@ -46,7 +34,7 @@ def test_bench_notes_follow_the_figures() -> None:
 
 
 def test_replay_figures_are_the_corpus_counts() -> None:
-    fuzz = _module("fuzz_report", ROOT / "fuzz" / "report.py")
+    fuzz = load_script(ROOT / "fuzz" / "report.py")
     block = fuzz.render(replay_counts(), None)
     text = README.read_text()
     written = text[text.index(fuzz.START) + len(fuzz.START):text.index(fuzz.END)]
