@@ -14,6 +14,7 @@ import pytest
 import refs as refs_mod
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+COMPAT = README.parent / "docs" / "compatibility.md"
 
 
 def test_readme_names_the_pinned_versions() -> None:
@@ -21,6 +22,11 @@ def test_readme_names_the_pinned_versions() -> None:
     for pkg, version in refs_mod.VERSIONS.items():
         assert f"`{pkg}` {version}" in text, (pkg, version)
     assert set(refs_mod.VERSIONS) == set(refs_mod.PACKAGES)
+
+
+def test_compatibility_page_names_the_pinned_versions() -> None:
+    table = {m[0]: m[1] for m in re.findall(r"^\|[^|]*\| `([\w-]+)` \| ([^ |]+) \|$", COMPAT.read_text(), re.M)}
+    assert table == refs_mod.VERSIONS
 
 
 def test_version_mismatches() -> None:
