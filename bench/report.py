@@ -410,6 +410,8 @@ def write_readme(readme: Path, text: Optional[str]) -> None:
         new = replace_between(new, NOTES_START, NOTES_END, notes(parse_tables(between(new, START, END))))
     except ValueError as e:
         sys.exit(f"report: {readme}: {e}; nothing written")
+    except KeyError as e:
+        sys.exit(f"report: the tables lack {e}, which the prose reads (a partial run?); nothing written")
     readme.write_text(new)
     print(f"report: {'prose' if text is None else 'tables and prose'} written to {readme}", file=sys.stderr)
 
@@ -442,7 +444,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     when = time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
     text = render(groups, mi, when)
     print(text)
-    print(notes(parse_tables(text)))
+    try:
+        print(notes(parse_tables(text)))
+    except KeyError as e:
+        print(f"report: no prose on the targets: the tables lack {e} (a partial run?)", file=sys.stderr)
     if ns.write_readme is not None:
         write_readme(ns.write_readme, text)
     return 0
