@@ -81,6 +81,9 @@ def register(sub: Any) -> None:
                    help="longest time a request may take to arrive (default: %(default)s)")
     p.add_argument("--idle-timeout", metavar="SECONDS", type=_seconds, default=1000.0,
                    help="longest wait for the next request on a connection (default: %(default)s)")
+    p.add_argument("--reload-interval", metavar="SECONDS", type=_seconds, default=1.0,
+                   help="how often at most the rules file is checked for a replacement; 0: before "
+                        "every request, as tcpserver reopens it for every connection (default: %(default)s)")
     p.add_argument("--socket-mode", metavar="MODE", type=_mode, default=0o666,
                    help="permissions of a unix: socket, octal (default: 666)")
     p.add_argument("-X", "--missing-ok", action="store_true",
@@ -124,7 +127,7 @@ def run(ns: argparse.Namespace) -> int:
     except OSError as e:
         return os_failure(e)
     try:
-        rules = Rules(ns.cdb, missing_ok=ns.missing_ok)
+        rules = Rules(ns.cdb, missing_ok=ns.missing_ok, reload_interval=ns.reload_interval)
     except CdbFormatError as e:
         say(f"fatal: {e}")
         return EXIT_TEMP

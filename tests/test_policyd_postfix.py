@@ -1,0 +1,314 @@
+"""``cdbrules policyd`` behind a real Postfix (Debian's postfix package).
+
+One Postfix instance runs from a temporary directory (its own config, queue and data
+directories, ``maillog_file`` instead of syslog, listening on 127.0.0.1 only) with two SMTP
+services: one asks policyd over TCP, the other over a UNIX socket in Postfix's queue
+directory.  smtplib clients connect from 127.0.0.2, 127.0.0.3, ... and must get exactly
+what the rules say: REJECT, DEFER, relaying or not, chkuser's recipient limit, DATABYTES at
+the end of the message; the rules file is recompiled while everything runs and the next
+client sees the new rule.
+
+Postfix is required when CI is set (.ci/run installs it); elsewhere the tests skip when it
+is not installed.  Every process started here is stopped at the end (``postfix stop``,
+then SIGKILL to the master's process group, and SIGTERM/SIGKILL to policyd).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import pytest
+
+from policyd_helpers import Policyd, compile_rules
+
+POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix" if os.path.exists("/usr/sbin/postfix") else None)
+
+RULES = """\
+127.0.0.2:deny
+127.0.0.3:allow,RBLSMTPD="-blocked by the test list"
+127.0.0.4:allow,RBLSMTPD="try again later"
+127.0.0.5:allow,RELAYCLIENT=""
+127.0.0.6:allow,CHKUSER_RCPTLIMIT="3"
+127.0.0.7:allow,DATABYTES="1000"
+127.0.0.8:allow,RBLSMTPD="",RELAYCLIENT=""
+:allow,CHKUSER_RCPTLIMIT="50"
+"""
+
+LOCAL = "user@local.test"
+REMOTE = "someone@remote.example"
+
+
+def _need_postfix() -> str:
+    if POSTFIX is None:
+        if os.environ.get("CI"):
+            pytest.fail("postfix is not installed (.ci/run installs Debian's postfix package)")
+        pytest.skip("postfix is not installed (apt-get install postfix)")
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the Postfix tests must run as root (Postfix's master starts as root)")
+        pytest.skip("the Postfix tests need root")
+    return POSTFIX
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Postfix:
+    """A Postfix instance in directory d, with its master in the foreground as our child."""
+
+    def __init__(self, postfix: str, d: Path, policy_inet: str, policy_unix: str) -> None:
+        self.postfix = postfix
+        self.conf = d / "conf"
+        self.queue = d / "queue"
+        self.maillog = d / "maillog"
+        self.ports = (_free_port(), _free_port())
+        self.proc: "subprocess.Popen[bytes] | None" = None
+        relay_inet = f"check_policy_service {{ {policy_inet}, policy_context=relay }}, reject_unauth_destination"
+        relay_unix = f"check_policy_service {{ {policy_unix}, policy_context=relay }}, reject_unauth_destination"
+        (self.conf / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {self.queue}
+data_directory = {d / 'data'}
+maillog_file = {self.maillog}
+maillog_file_prefixes = {d}
+myhostname = policyd-test.localdomain
+mydomain = localdomain
+mydestination = local.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.1/32
+smtpd_peername_lookup = no
+local_recipient_maps =
+relay_domains =
+alias_maps =
+alias_database =
+default_transport = discard
+local_transport = discard
+relay_transport = discard
+smtpd_policy_service_timeout = 20s
+relay_inet = {relay_inet}
+relay_unix = {relay_unix}
+check_inet = check_policy_service {policy_inet}
+check_unix = check_policy_service {policy_unix}
+smtpd_relay_restrictions = $relay_inet
+smtpd_recipient_restrictions = $check_inet
+smtpd_end_of_data_restrictions = $check_inet
+""")
+        a, b = self.ports
+        (self.conf / "master.cf").write_text(f"""\
+127.0.0.1:{a} inet n - n - - smtpd
+127.0.0.1:{b} inet n - n - - smtpd
+  -o smtpd_relay_restrictions=$relay_unix
+  -o smtpd_recipient_restrictions=$check_unix
+  -o smtpd_end_of_data_restrictions=$check_unix
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+proxymap unix - - n - - proxymap
+anvil unix - - n - 1 anvil
+discard unix - - n - - discard
+postlog unix-dgram n - n - 1 postlogd
+""")
+
+    def cmd(self, *args: str, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+        return subprocess.run([self.postfix, "-c", str(self.conf), *args], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.postfix, "-c", str(self.conf), "start-fg"], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        for port in self.ports:
+            while True:
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                        s.noop()
+                    break
+                except OSError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"postfix did not start:\n{self.log()}")
+                    time.sleep(0.1)
+
+    def master_pid(self) -> int:
+        try:
+            return int((self.queue / "pid" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def stop(self) -> None:
+        pid = self.master_pid()
+        try:
+            self.cmd("stop", timeout=30)
+            if self.proc is not None:
+                self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            for group in (pid, self.proc.pid if self.proc is not None else 0):
+                if group > 0:
+                    try:
+                        os.killpg(group, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log(self) -> str:
+        try:
+            return self.maillog.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+@pytest.fixture(scope="module")
+def mail() -> Iterator[Tuple[Postfix, Policyd, Path]]:
+    postfix = _need_postfix()
+    # not under pytest's 0700 temporary root: Postfix's daemons run as user postfix
+    d = Path(tempfile.mkdtemp(prefix="cdbrules-postfix-"))
+    os.chmod(d, 0o755)
+    pf = pd = None
+    try:
+        for sub in ("conf", "queue", "data"):
+            (d / sub).mkdir()
+        shutil.chown(d / "data", "postfix")
+        cdb = d / "tcp.smtp.cdb"
+        compile_rules(RULES, cdb)
+        # the configuration first (postfix check makes the queue's private/ directory),
+        # then policyd with its socket there, then Postfix
+        pf = Postfix(postfix, d, "inet:127.0.0.1:1", "unix:private/cdbrules-policyd")
+        r = pf.cmd("check")
+        assert r.returncode == 0, r.stderr + pf.log()
+        pd = Policyd(cdb, "--reload-interval", "0", log=d / "policyd.log",
+                     listen=["inet:127.0.0.1:0", f"unix:{pf.queue}/private/cdbrules-policyd"])
+        main_cf = pf.conf / "main.cf"
+        main_cf.write_text(main_cf.read_text().replace("inet:127.0.0.1:1", f"inet:127.0.0.1:{pd.port}"))
+        pf.start()
+        yield pf, pd, cdb
+        assert "problem talking to" not in pf.log(), pf.log()
+        assert "warning" not in pd.log_text(), pd.log_text()
+    finally:
+        if pf is not None:
+            pf.stop()
+            master = pf.master_pid()
+            if master:
+                assert not os.path.exists(f"/proc/{master}") or _zombie(master), "the Postfix master is still running"
+        if pd is not None:
+            assert pd.stop() == 0, pd.log_text()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture(params=["inet", "unix"])
+def port(request: pytest.FixtureRequest, mail: Tuple[Postfix, Policyd, Path]) -> int:
+    return mail[0].ports[0 if request.param == "inet" else 1]
+
+
+def smtp(port: int, client: str) -> smtplib.SMTP:
+    s = smtplib.SMTP("127.0.0.1", port, source_address=(client, 0), timeout=30)
+    s.ehlo("client.test")
+    code, _ = s.mail("sender@client.test")
+    assert code == 250
+    return s
+
+
+def rcpts(port: int, client: str, *addresses: str) -> List[Tuple[int, bytes]]:
+    with smtp(port, client) as s:
+        return [s.rcpt(a) for a in addresses]
+
+
+def test_deny_is_reject(port: int) -> None:
+    got = rcpts(port, "127.0.0.2", LOCAL, REMOTE)
+    assert [c for c, _ in got] == [554, 554]
+    assert all(b"Access denied" in t for _, t in got)
+
+
+def test_rblsmtpd_dash_is_reject(port: int) -> None:
+    (code, text), = rcpts(port, "127.0.0.3", LOCAL)
+    assert code == 554 and text.endswith(b"blocked by the test list")
+
+
+def test_rblsmtpd_text_is_defer(port: int) -> None:
+    (code, text), = rcpts(port, "127.0.0.4", LOCAL)
+    assert code == 450 and text.startswith(b"4.7.1") and text.endswith(b"try again later")
+
+
+def test_relayclient_relays(port: int) -> None:
+    with smtp(port, "127.0.0.5") as s:
+        assert s.rcpt(REMOTE)[0] == 250
+        assert s.rcpt(LOCAL)[0] == 250
+        code, text = s.data(b"Subject: relayed\r\n\r\nthrough the rules\r\n")
+        assert code == 250, text
+    with smtp(port, "127.0.0.8") as s:  # RBLSMTPD="" blocks nothing
+        assert s.rcpt(REMOTE)[0] == 250
+
+
+def test_no_relayclient_no_relay(port: int) -> None:
+    with smtp(port, "127.0.0.9") as s:
+        code, text = s.rcpt(REMOTE)
+        assert code == 554 and b"Relay access denied" in text
+        assert s.rcpt(LOCAL)[0] == 250
+        code, text = s.data(b"Subject: local\r\n\r\nfor a local user\r\n")
+        assert code == 250, text
+
+
+def test_rcptlimit_per_connection(port: int) -> None:
+    with smtp(port, "127.0.0.6") as s:
+        assert s.rcpt("a@local.test")[0] == 250
+        s.rset()  # a new transaction, the same connection: the count goes on
+        assert s.mail("other@client.test")[0] == 250
+        assert s.rcpt("b@local.test")[0] == 250
+        code, text = s.rcpt("c@local.test")  # chkuser: the 3rd of a limit of 3 is refused
+        assert code == 550 and text.startswith(b"5.5.3") and b"maximum number of recipients" in text
+        code, text = s.rcpt("d@local.test")
+        assert code == 550 and b"violating our security policies" in text
+    # a new connection starts from zero
+    assert [c for c, _ in rcpts(port, "127.0.0.6", "e@local.test", "f@local.test")] == [250, 250]
+
+
+def test_databytes_at_end_of_message(port: int) -> None:
+    with smtp(port, "127.0.0.7") as s:
+        assert s.rcpt(LOCAL)[0] == 250
+        code, text = s.data(b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 20)
+        assert code == 552 and text.startswith(b"5.3.4") and b"databytes" in text, text
+        s.rset()
+        assert s.mail("sender@client.test")[0] == 250
+        assert s.rcpt(LOCAL)[0] == 250
+        code, text = s.data(b"Subject: small\r\n\r\nshort\r\n")
+        assert code == 250, text
+
+
+def test_recompiled_rules_apply_to_the_next_client(mail: Tuple[Postfix, Policyd, Path]) -> None:
+    pf, pd, cdb = mail
+    for port in pf.ports:
+        assert rcpts(port, "127.0.0.10", LOCAL)[0][0] == 250
+    compile_rules(RULES.replace(":allow,", "127.0.0.10:deny\n127.0.0.11:allow,RELAYCLIENT=\"\"\n:allow,", 1), cdb)
+    for port in pf.ports:
+        assert rcpts(port, "127.0.0.10", LOCAL)[0][0] == 554
+        assert rcpts(port, "127.0.0.11", REMOTE)[0][0] == 250
+    compile_rules(RULES, cdb)
+    for port in pf.ports:
+        assert rcpts(port, "127.0.0.10", LOCAL)[0][0] == 250
+        assert rcpts(port, "127.0.0.11", REMOTE)[0][0] == 554
