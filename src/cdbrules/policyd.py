@@ -585,6 +585,15 @@ class PolicyServer:
         Pipes, sockets and terminals are served by the event loop; a regular file (a
         request file given with ``<``, output to a file) is read and written directly."""
         loop = asyncio.get_running_loop()
+        rst, wst = os.fstat(rfd), os.fstat(wfd)
+        if stat.S_ISSOCK(rst.st_mode) and (rst.st_dev, rst.st_ino) == (wst.st_dev, wst.st_ino):
+            # one socket on both (spawn): one transport, since a pipe transport writing to
+            # a socket takes anything arriving on it for the peer closing
+            conn = _Conn(self)
+            await loop.connect_accepted_socket(lambda: conn, socket.socket(fileno=os.dup(rfd)))
+            conn.peer = "stdin"
+            await conn.done
+            return
         wpipe = _PipeWriter()
         writer: Any
         if _pollable(wfd):

@@ -51,6 +51,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "policyd",
         help=COMMANDS["policyd"].help,
+        usage="%(prog)s [--listen SPEC]... [options] CDB",
         description=(
             "Answer Postfix's check_policy_service requests from a compiled rules file: the "
             "rule for client_address decides, as tcpserver would decide for qmail "
