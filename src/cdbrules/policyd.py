@@ -554,14 +554,15 @@ class PolicyServer:
         """Start accepting on spec; the addresses listened on, as text."""
         loop = asyncio.get_running_loop()
         if spec.kind == "inet":
-            srv = await loop.create_server(lambda: _Conn(self), spec.host, spec.port, reuse_address=True)
+            srv = await loop.create_server(lambda: _Conn(self), spec.host, spec.port, reuse_address=True,
+                                          backlog=1024)
         elif spec.kind == "unix":
             try:
                 if stat.S_ISSOCK(os.lstat(spec.path).st_mode):
                     os.unlink(spec.path)  # a stale socket of an earlier run
             except FileNotFoundError:
                 pass
-            srv = await loop.create_unix_server(lambda: _Conn(self), spec.path)
+            srv = await loop.create_unix_server(lambda: _Conn(self), spec.path, backlog=1024)
             os.chmod(spec.path, socket_mode)
             self._unlink.append(spec.path)
         else:
