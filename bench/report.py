@@ -47,6 +47,7 @@ GROUPS: Dict[str, Tuple[int, str, str]] = {
     "rules-reopen": (3, "Rules lookup, file opened per connection (tcpserver's way)", "µs per connection"),
     "build": (4, "Building a cdb", "whole build, wall time"),
     "compile": (5, "Compiling rules text", "whole process, wall time"),
+    "policyd": (6, "Postfix policy requests", "per request: cdbrules policyd beside the same server answering DUNNO with no lookup"),
 }
 
 
@@ -209,6 +210,14 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
                     "yes" if x <= 2.0 else "**no**"])
     ratio(f"cdbrules compile, {huge} lines ≤ 10.5× its {big}-line time",
           _find(groups, f"compile-{huge}", "cdbrules compile"), c1, 10.5, f"the {big} time", "median")
+    ratio("cdbrules policyd ≤ 1.2× the protocol floor's time per request (pipelined)",
+          _find(groups, "policyd-pipelined", "cdbrules policyd 5000 requests written at once"),
+          _find(groups, "policyd-pipelined", "floor: same server, DUNNO, no lookup 5000 requests written at once"),
+          1.2, "the floor")
+    ratio("cdbrules policyd ≤ 1.2× the protocol floor's time per request (round trips, as Postfix asks)",
+          _find(groups, "policyd-roundtrip", "cdbrules policyd one request, one reply"),
+          _find(groups, "policyd-roundtrip", "floor: same server, DUNNO, no lookup one request, one reply"),
+          1.2, "the floor")
     ratio(f"cdbrules make ≤ 1.0× tinycdb cdb -c ({big} records)",
           _find(groups, f"build-{big}", "cdbrules make"), _find(groups, f"build-{big}", "tinycdb cdb -c"),
           1.0, "tinycdb", "median")

@@ -64,6 +64,7 @@ MAX_REQUEST = 65536
 
 # Any byte below space except the line feed, and DEL: never in a request Postfix sends.
 _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]")
+_CONTROL_BYTES = bytes(range(0, 10)) + bytes(range(11, 32)) + b"\x7f"
 
 
 class MalformedRequest(ValueError):
@@ -78,13 +79,13 @@ def parse_request(req: bytes, max_line: int = MAX_LINE, max_attributes: int = MA
     lines, or a line that is not ``name=value`` with a non-empty name."""
     if not req:
         return {}
-    m = _CONTROL.search(req)
-    if m is not None:
-        raise MalformedRequest(f"control character 0x{req[m.start()]:02x} at byte {m.start()}")
+    if len(req.translate(None, _CONTROL_BYTES)) != len(req):
+        at = _CONTROL.search(req).start()  # type: ignore[union-attr]
+        raise MalformedRequest(f"control character 0x{req[at]:02x} at byte {at}")
     lines = req.split(b"\n")
     if len(lines) > max_attributes:
         raise MalformedRequest(f"more than {max_attributes} attributes")
-    if max(map(len, lines)) > max_line:
+    if len(req) > max_line and max(map(len, lines)) > max_line:
         raise MalformedRequest(f"a line longer than {max_line} bytes")
     try:
         attrs = dict([line.split(b"=", 1) for line in lines])
@@ -98,14 +99,19 @@ def parse_request(req: bytes, max_line: int = MAX_LINE, max_attributes: int = MA
 
 # -- the decision ------------------------------------------------------------------
 
-class _Plan(NamedTuple):
+class _Plan:
     """What one rule's variables ask of the policy server, read once per rule."""
 
-    fixed: Optional[str]  # the answer at every state (deny, RBLSMTPD), or None
-    relay: bool  # RELAYCLIENT is set
-    rcptlimit: Optional[int]
-    wronglimit: Optional[int]
-    databytes: int  # 0: no limit
+    __slots__ = ("fixed", "relay", "rcptlimit", "wronglimit", "counts", "databytes")
+
+    def __init__(self, fixed: Optional[str], relay: bool, rcptlimit: Optional[int],
+                 wronglimit: Optional[int], databytes: int) -> None:
+        self.fixed = fixed  # the answer at every state (deny, RBLSMTPD), or None
+        self.relay = relay  # RELAYCLIENT is set
+        self.rcptlimit = rcptlimit
+        self.wronglimit = wronglimit
+        self.counts = rcptlimit is not None or wronglimit is not None
+        self.databytes = databytes  # 0: no limit
 
 
 class _Session:
@@ -135,14 +141,21 @@ def postfix_reply(reply: str) -> str:
 _REPLY_DATABYTES = postfix_reply(qmailenv.REPLY_DATABYTES)
 
 
-@functools.lru_cache(maxsize=4096)
 def _client_ip(address: bytes) -> str:
-    """client_address as tcpserver writes TCPREMOTEIP (v4-mapped to dotted quad); text
-    that is no address is looked up as it is."""
+    """client_address as tcpserver writes TCPREMOTEIP: Postfix writes an IPv4 client as
+    tcpserver does (a dotted quad); IPv6 goes through :func:`cdbrules.tcpserver_ip`
+    (v4-mapped to the dotted quad, zeros compressed as tcpserver compresses them)."""
+    if b":" not in address:
+        return address.decode("utf-8", "surrogateescape")
+    return _client_ip6(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_ip6(address: bytes) -> str:
     text = address.decode("utf-8", "surrogateescape")
     try:
         return tcpserver_ip(text)
-    except ValueError:
+    except ValueError:  # no address: looked up as it is
         return text
 
 
@@ -179,13 +192,13 @@ class RulesPolicy:
         self.valid_context = None if valid_context is None else valid_context.encode()
         self.max_sessions = sessions
         self.sessions: "collections.OrderedDict[Tuple[bytes, ...], _Session]" = collections.OrderedDict()
-        self._plans: Dict[int, Tuple[Decision, _Plan]] = {}
+        self._plans: Dict[bytes, _Plan] = {}  # a rule record's data -> its plan
 
     def plan(self, d: Decision) -> _Plan:
-        """What decision d asks for, computed once per decision object."""
-        hit = self._plans.get(id(d))
-        if hit is not None and hit[0] is d:
-            return hit[1]
+        """What decision d asks for, computed once per rule record (its data decides)."""
+        p = self._plans.get(d.data)
+        if p is not None:
+            return p
         env = d.env
         fixed: Optional[str] = None
         if not d.allowed:
@@ -197,11 +210,11 @@ class RulesPolicy:
                 fixed = f"{word} {rbl.shown_text}" if rbl.shown_text else word
         p = _Plan(fixed, qmailenv.relayclient(env) is not None,
                   qmailenv.chkuser_limit(env, "CHKUSER_RCPTLIMIT"),
-                  qmailenv.chkuser_limit(env, "CHKUSER_WRONGRCPTLIMIT"),
+                  qmailenv.chkuser_limit(env, "CHKUSER_WRONGRCPTLIMIT") if self.valid_context else None,
                   qmailenv.databytes(env) or 0)
         if len(self._plans) >= 4096:
             self._plans.clear()
-        self._plans[id(d)] = (d, p)
+        self._plans[d.data] = p
         return p
 
     def decision(self, attrs: Request) -> Optional[Decision]:
@@ -214,32 +227,36 @@ class RulesPolicy:
         return self.rules.check(_client_ip(addr), host)
 
     def __call__(self, attrs: Request) -> str:
-        if attrs.get(b"request") != b"smtpd_access_policy":
+        get = attrs.get
+        addr = get(b"client_address")
+        if not addr or get(b"request") != b"smtpd_access_policy":
             return "DUNNO"
-        d = self.decision(attrs)
-        if d is None:
-            return "DUNNO"
-        p = self.plan(d)
+        # decision(), inlined: this is the path of every request
+        name = get(b"client_name")
+        ip = addr.decode("utf-8", "surrogateescape") if b":" not in addr else _client_ip6(addr)
+        if not name or name == b"unknown":
+            d = self.rules.check(ip)
+        else:
+            d = self.rules.check(ip, name.decode("utf-8", "surrogateescape"))
+        p = self._plans.get(d.data) or self.plan(d)
         if p.fixed is not None:
             return p.fixed
-        context = attrs.get(b"policy_context")
+        context = get(b"policy_context")
         if context == self.relay_context:
             return "OK" if p.relay else "DUNNO"
-        state = attrs.get(b"protocol_state")
-        if context is not None and context == self.valid_context:
+        state = get(b"protocol_state")
+        if context and context == self.valid_context:
             if state == b"RCPT":
                 s = self.sessions.get(self._key(attrs))
                 if s is not None:
                     s.pending = False
             return "DUNNO"
-        if state == b"RCPT":
-            wronglimit = p.wronglimit if self.valid_context is not None else None
-            if p.rcptlimit is not None or wronglimit is not None:
-                reply = self._count(attrs, p.rcptlimit, wronglimit)
-                if reply is not None:
-                    return reply
+        if p.counts and state == b"RCPT":
+            reply = self._count(attrs, p.rcptlimit, p.wronglimit)
+            if reply is not None:
+                return reply
         if p.databytes:
-            size = attrs.get(b"size")
+            size = get(b"size")
             if size and qmailenv.leading_number(size.decode("ascii", "replace")) > p.databytes:
                 return _REPLY_DATABYTES
         return "DUNNO"
