@@ -1,9 +1,11 @@
 """``cdbrules policyd`` behind a real Postfix (Debian's postfix package).
 
 One Postfix instance runs from a temporary directory (its own config, queue and data
-directories, ``maillog_file`` instead of syslog, listening on 127.0.0.1 only) with two SMTP
-services: one asks policyd over TCP, the other over a UNIX socket in Postfix's queue
-directory.  smtplib clients connect from 127.0.0.2, 127.0.0.3, ... and must get exactly
+directories, ``maillog_file`` instead of syslog, listening on 127.0.0.1 only) with three
+SMTP services: one asks a running policyd over TCP, one over a UNIX socket in Postfix's
+queue directory, and one through spawn(8), which runs ``cdbrules policyd`` as user nobody
+with the socket on its standard input and output (skipped, saying why, when user nobody
+cannot run a Python that imports cdbrules).  smtplib clients connect from 127.0.0.2, 127.0.0.3, ... and must get exactly
 what the rules say: REJECT, DEFER, relaying or not, chkuser's recipient limit, DATABYTES at
 the end of the message; the rules file is recompiled while everything runs and the next
 client sees the new rule.
@@ -21,10 +23,11 @@ import signal
 import smtplib
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -59,6 +62,25 @@ def _need_postfix() -> str:
     return POSTFIX
 
 
+def _spawn_argv(cdb: Path, log: Path) -> Tuple[Optional[List[str]], str]:
+    """The command spawn(8) runs as user nobody: this interpreter if nobody can import
+    cdbrules with it, else Debian's python3 with cdbrules' directory on PYTHONPATH; or
+    None and the reason when nobody can run either."""
+    import cdbrules
+
+    where = str(Path(cdbrules.__file__).resolve().parents[1])
+    tail = ["-m", "cdbrules", "policyd", "--reload-interval", "0", "--log", str(log), str(cdb)]
+    tries = [[sys.executable], ["/usr/bin/env", f"PYTHONPATH={where}", "/usr/bin/python3"]]
+    for head in tries:
+        if not os.access(head[-1], os.X_OK):
+            continue
+        r = subprocess.run(["runuser", "-u", "nobody", "--", *head, "-c",
+                            "import cdbrules.policyd, cdbrules.rules"], capture_output=True, timeout=60)
+        if r.returncode == 0 and not any(" " in a for a in head + tail):
+            return head + tail, ""
+    return None, f"user nobody cannot run {sys.executable} with cdbrules (spawn(8) refuses root)"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,12 +90,13 @@ def _free_port() -> int:
 class Postfix:
     """A Postfix instance in directory d, with its master in the foreground as our child."""
 
-    def __init__(self, postfix: str, d: Path, policy_inet: str, policy_unix: str) -> None:
+    def __init__(self, postfix: str, d: Path, policy_inet: str, policy_unix: str,
+                 spawn_argv: Optional[List[str]]) -> None:
         self.postfix = postfix
         self.conf = d / "conf"
         self.queue = d / "queue"
         self.maillog = d / "maillog"
-        self.ports = (_free_port(), _free_port())
+        self.ports: Tuple[int, ...] = (_free_port(), _free_port()) + ((_free_port(),) if spawn_argv else ())
         self.proc: "subprocess.Popen[bytes] | None" = None
         relay_inet = f"check_policy_service {{ {policy_inet}, policy_context=relay }}, reject_unauth_destination"
         relay_unix = f"check_policy_service {{ {policy_unix}, policy_context=relay }}, reject_unauth_destination"
@@ -105,15 +128,28 @@ check_unix = check_policy_service {policy_unix}
 smtpd_relay_restrictions = $relay_inet
 smtpd_recipient_restrictions = $check_inet
 smtpd_end_of_data_restrictions = $check_inet
+relay_spawn = check_policy_service {{ unix:private/cdbrules-spawn, policy_context=relay }}, reject_unauth_destination
+check_spawn = check_policy_service unix:private/cdbrules-spawn
+cdbrules-spawn_time_limit = 3600s
 """)
-        a, b = self.ports
+        a, b = self.ports[:2]
+        spawn = ""
+        if spawn_argv:
+            spawn = f"""\
+127.0.0.1:{self.ports[2]} inet n - n - - smtpd
+  -o smtpd_relay_restrictions=$relay_spawn
+  -o smtpd_recipient_restrictions=$check_spawn
+  -o smtpd_end_of_data_restrictions=$check_spawn
+cdbrules-spawn unix - n n - 0 spawn
+  user=nobody argv={' '.join(spawn_argv)}
+"""
         (self.conf / "master.cf").write_text(f"""\
 127.0.0.1:{a} inet n - n - - smtpd
 127.0.0.1:{b} inet n - n - - smtpd
   -o smtpd_relay_restrictions=$relay_unix
   -o smtpd_recipient_restrictions=$check_unix
   -o smtpd_end_of_data_restrictions=$check_unix
-cleanup unix n - n - 0 cleanup
+{spawn}cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
 rewrite unix - - n - - trivial-rewrite
 bounce unix - - n - 0 bounce
@@ -191,7 +227,12 @@ def mail() -> Iterator[Tuple[Postfix, Policyd, Path]]:
         compile_rules(RULES, cdb)
         # the configuration first (postfix check makes the queue's private/ directory),
         # then policyd with its socket there, then Postfix
-        pf = Postfix(postfix, d, "inet:127.0.0.1:1", "unix:private/cdbrules-policyd")
+        spawn_log = d / "spawnlog" / "policyd.log"  # written by user nobody
+        spawn_log.parent.mkdir(mode=0o1777)
+        spawn_log.parent.chmod(0o1777)
+        cdb.chmod(0o644)
+        spawn_argv, _ = _spawn_argv(cdb, spawn_log)
+        pf = Postfix(postfix, d, "inet:127.0.0.1:1", "unix:private/cdbrules-policyd", spawn_argv)
         r = pf.cmd("check")
         assert r.returncode == 0, r.stderr + pf.log()
         pd = Policyd(cdb, "--reload-interval", "0", log=d / "policyd.log",
@@ -202,6 +243,8 @@ def mail() -> Iterator[Tuple[Postfix, Policyd, Path]]:
         yield pf, pd, cdb
         assert "problem talking to" not in pf.log(), pf.log()
         assert "warning" not in pd.log_text(), pd.log_text()
+        if spawn_argv:
+            assert "warning" not in spawn_log.read_text(errors="replace")
     finally:
         if pf is not None:
             pf.stop()
@@ -210,7 +253,30 @@ def mail() -> Iterator[Tuple[Postfix, Policyd, Path]]:
                 assert not os.path.exists(f"/proc/{master}") or _zombie(master), "the Postfix master is still running"
         if pd is not None:
             assert pd.stop() == 0, pd.log_text()
+        left = _processes_naming(str(d))  # spawned policyds end when Postfix closes their socket
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
         shutil.rmtree(d, ignore_errors=True)
+        assert not left, f"processes left running: {left}"
+
+
+def _processes_naming(text: str, wait: float = 10) -> List[int]:
+    """Live processes whose command line contains text, after up to wait seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or _zombie(int(entry)):
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def _zombie(pid: int) -> bool:
@@ -221,9 +287,14 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-@pytest.fixture(params=["inet", "unix"])
+@pytest.fixture(params=["inet", "unix", "spawn"])
 def port(request: pytest.FixtureRequest, mail: Tuple[Postfix, Policyd, Path]) -> int:
-    return mail[0].ports[0 if request.param == "inet" else 1]
+    """The SMTP port whose smtpd asks policyd over TCP, over a UNIX socket, or through
+    spawn(8) (cdbrules policyd on standard input/output, run as nobody)."""
+    i = ["inet", "unix", "spawn"].index(request.param)
+    if i >= len(mail[0].ports):
+        pytest.skip(_spawn_argv(mail[2], Path("/dev/null"))[1])
+    return mail[0].ports[i]
 
 
 def smtp(port: int, client: str) -> smtplib.SMTP:
