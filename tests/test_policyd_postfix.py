@@ -383,3 +383,31 @@ def test_recompiled_rules_apply_to_the_next_client(mail: Tuple[Postfix, Policyd,
     for port in pf.ports:
         assert rcpts(port, "127.0.0.10", LOCAL)[0][0] == 250
         assert rcpts(port, "127.0.0.11", REMOTE)[0][0] == 554
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "postfix"
+
+
+def test_example_configuration_is_what_postfix_reads(tmp_path: Path) -> None:
+    """examples/postfix/main.cf and master.cf, both ways, as postconf reads them."""
+    _need_postfix()
+    postconf = shutil.which("postconf") or "/usr/sbin/postconf"
+    main = (EXAMPLES / "main.cf").read_text()
+    shutil.copy(EXAMPLES / "master.cf", tmp_path / "master.cf")
+    relay = "check_policy_service { inet:127.0.0.1:10040, policy_context=relay }, reject_unauth_destination"
+    for way, text in (("inet", main), ("spawn", main.replace("inet:127.0.0.1:10040", "unix:private/cdbrules-policyd")
+                                       .replace("#cdbrules-policyd_time_limit", "cdbrules-policyd_time_limit"))):
+        (tmp_path / "main.cf").write_text(text)
+        r = subprocess.run([postconf, "-c", str(tmp_path), "-n"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stderr == "", (way, r.stderr)
+        target = "inet:127.0.0.1:10040" if way == "inet" else "unix:private/cdbrules-policyd"
+        assert f"smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, " \
+               f"{relay.replace('inet:127.0.0.1:10040', target)}" in r.stdout
+        assert f"smtpd_recipient_restrictions = check_policy_service {target}\n" in r.stdout
+        assert f"smtpd_end_of_data_restrictions = check_policy_service {target}\n" in r.stdout
+        assert ("cdbrules-policyd_time_limit = 3600s" in r.stdout) == (way == "spawn")
+    r = subprocess.run([postconf, "-c", str(tmp_path), "-M", "cdbrules-policyd/unix"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.split() == ["cdbrules-policyd", "unix", "-", "n", "n", "-", "0", "spawn", "user=nobody",
+                                "argv=/usr/local/bin/cdbrules", "policyd", "/etc/tcprules.d/tcp.smtp.cdb"]
