@@ -7,7 +7,7 @@ for ``client_address`` means to qmail, read through :mod:`cdbrules.qmailenv`);
 :class:`PolicyServer` speaks the protocol over TCP, UNIX-domain sockets, sockets handed
 over by systemd, or standard input/output (Postfix's ``spawn(8)``).
 
-The mapping (docs/policyd.md has it with the Postfix configuration):
+The mapping (docs/policyd.md, "What Postfix is told", "Postfix configuration"):
 
 * a denying rule: ``REJECT text`` whatever the protocol state;
 * ``RBLSMTPD="-text"``: ``REJECT text``; ``RBLSMTPD="text"``: ``DEFER text``;
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import functools
 import logging
 import os
@@ -537,7 +536,7 @@ def _systemd_sockets() -> List[socket.socket]:
     except ValueError:
         pid, n = -1, 0
     if pid != os.getpid() or n < 1:
-        raise OSError(errno.EINVAL, "no listening socket passed by systemd (LISTEN_PID/LISTEN_FDS)")
+        raise OSError("no listening socket passed by systemd (LISTEN_PID/LISTEN_FDS)")
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
     return [socket.socket(fileno=3 + i) for i in range(n)]

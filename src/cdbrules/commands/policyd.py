@@ -3,7 +3,7 @@
 With ``--listen`` it accepts Postfix's connections itself (``inet:HOST:PORT``,
 ``unix:PATH``, or ``systemd`` for sockets a socket unit passes); without, it serves the
 one client on standard input/output, as Postfix's ``spawn(8)`` runs it.  The mapping from
-rules to actions is :class:`cdbrules.policyd.RulesPolicy`'s; docs/policyd.md has it.
+rules to actions is :class:`cdbrules.policyd.RulesPolicy`'s (docs/policyd.md, "What Postfix is told").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, List
 
 from ..errors import CdbFormatError
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, os_failure, say
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, errstr, say
 
 
 def _seconds(text: str) -> float:
@@ -62,8 +62,9 @@ def register(sub: Any) -> None:
         ),
         epilog=(
             "Exit codes: 0 stopped by SIGTERM/SIGINT or the client closed, 100 bad usage, "
-            "111 the rules file cannot be read or a socket cannot be made. See docs/policyd.md "
-            "for the Postfix configuration."
+            "111 the rules file cannot be read or a socket cannot be made. "
+            "The mapping and the Postfix configuration: docs/policyd.md, \"What Postfix is told\", "
+            "\"Postfix configuration\"."
         ),
     )
     p.add_argument("cdb", metavar="CDB", help="the compiled rules file (e.g. /etc/tcp.smtp.cdb)")
@@ -79,9 +80,9 @@ def register(sub: Any) -> None:
     p.add_argument("--sessions", metavar="N", type=_count, default=10000,
                    help="SMTP connections whose recipient counters are kept (default: %(default)s)")
     p.add_argument("--timeout", metavar="SECONDS", type=_seconds, default=10.0,
-                   help="longest time a request may take to arrive (default: %(default)s)")
+                   help="longest time a request may take to arrive; 0: no limit (default: %(default)s)")
     p.add_argument("--idle-timeout", metavar="SECONDS", type=_seconds, default=1000.0,
-                   help="longest wait for the next request on a connection (default: %(default)s)")
+                   help="longest wait for the next request on a connection; 0: no limit (default: %(default)s)")
     p.add_argument("--reload-interval", metavar="SECONDS", type=_seconds, default=1.0,
                    help="how often at most the rules file is checked for a replacement; 0: before "
                         "every request, as tcpserver reopens it for every connection (default: %(default)s)")
@@ -96,7 +97,7 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _setup_log(dest: str, verbose: bool) -> None:
+def _setup_log(dest: str) -> None:
     handler: logging.Handler
     if dest == "stderr":
         handler = logging.StreamHandler(sys.stderr)
@@ -123,17 +124,20 @@ def run(ns: argparse.Namespace) -> int:
     except ValueError as e:
         say(f"policyd: --listen: {e}")
         return EXIT_PERM
+    dest = ns.log or ("stderr" if specs else "syslog")
     try:
-        _setup_log(ns.log or ("stderr" if specs else "syslog"), ns.verbose)
+        _setup_log(dest)
     except OSError as e:
-        return os_failure(e)
+        say(f"fatal: unable to open the log {dest}: {errstr(e)}")
+        return EXIT_TEMP
     try:
         rules = Rules(ns.cdb, missing_ok=ns.missing_ok, reload_interval=ns.reload_interval)
     except CdbFormatError as e:
         say(f"fatal: {e}")
         return EXIT_TEMP
     except OSError as e:
-        return os_failure(e)
+        say(f"fatal: unable to read {ns.cdb}: {errstr(e)}")
+        return EXIT_TEMP
     try:
         policy = RulesPolicy(rules, reject_text=ns.reject_text, relay_context=ns.relay_context,
                              valid_context=ns.valid_context, sessions=ns.sessions)
@@ -153,7 +157,8 @@ def run(ns: argparse.Namespace) -> int:
             asyncio.run(serve(server, rules, specs, ns.socket_mode, ready))
     except OSError as e:
         if e.filename is None and specs:
-            say(f"fatal: unable to listen on {' '.join(ns.listen)}: {e.strerror or e}")
-            return EXIT_TEMP
-        return os_failure(e)
+            say(f"fatal: unable to listen on {' '.join(ns.listen)}: {errstr(e)}")
+        else:
+            say(f"fatal: {'' if e.filename is None else os.fsdecode(e.filename) + ': '}{errstr(e)}")
+        return EXIT_TEMP
     return EXIT_OK
