@@ -32,6 +32,7 @@ from typing import Iterator, List, Optional, Tuple
 import pytest
 
 from policyd_helpers import Policyd, compile_rules
+from test_docs import system_env  # Postfix's programs run without .ci/asan's preloaded runtime
 
 POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix" if os.path.exists("/usr/sbin/postfix") else None)
 
@@ -70,12 +71,16 @@ def _spawn_argv(cdb: Path, log: Path) -> Tuple[Optional[List[str]], str]:
 
     where = str(Path(cdbrules.__file__).resolve().parents[1])
     tail = ["-m", "cdbrules", "policyd", "--reload-interval", "0", "--log", str(log), str(cdb)]
-    tries = [[sys.executable], ["/usr/bin/env", f"PYTHONPATH={where}", "/usr/bin/python3"]]
+    # spawn passes no environment on: the sanitizer run's runtime is named on the command
+    keep = [f"{k}={os.environ[k]}" for k in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")
+            if k in os.environ]
+    tries = [["/usr/bin/env", *keep, sys.executable],
+             ["/usr/bin/env", *keep, f"PYTHONPATH={where}", "/usr/bin/python3"]]
     for head in tries:
         if not os.access(head[-1], os.X_OK):
             continue
-        r = subprocess.run(["runuser", "-u", "nobody", "--", *head, "-c",
-                            "import cdbrules.policyd, cdbrules.rules"], capture_output=True, timeout=60)
+        r = subprocess.run(["runuser", "-u", "nobody", "--", *head, "-c", "import cdbrules.policyd, cdbrules.rules"],
+                           capture_output=True, timeout=60, env=system_env())
         if r.returncode == 0 and not any(" " in a for a in head + tail):
             return head + tail, ""
     return None, f"user nobody cannot run {sys.executable} with cdbrules (spawn(8) refuses root)"
@@ -163,10 +168,11 @@ postlog unix-dgram n - n - 1 postlogd
 
     def cmd(self, *args: str, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
         return subprocess.run([self.postfix, "-c", str(self.conf), *args], capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, env=system_env())
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.postfix, "-c", str(self.conf), "start-fg"], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([self.postfix, "-c", str(self.conf), "start-fg"], env=system_env(),
+                                     stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
         for port in self.ports:
@@ -398,7 +404,8 @@ def test_example_configuration_is_what_postfix_reads(tmp_path: Path) -> None:
     for way, text in (("inet", main), ("spawn", main.replace("inet:127.0.0.1:10040", "unix:private/cdbrules-policyd")
                                        .replace("#cdbrules-policyd_time_limit", "cdbrules-policyd_time_limit"))):
         (tmp_path / "main.cf").write_text(text)
-        r = subprocess.run([postconf, "-c", str(tmp_path), "-n"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([postconf, "-c", str(tmp_path), "-n"], capture_output=True, text=True, timeout=60,
+                           env=system_env())
         assert r.returncode == 0 and r.stderr == "", (way, r.stderr)
         target = "inet:127.0.0.1:10040" if way == "inet" else "unix:private/cdbrules-policyd"
         assert f"smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, " \
@@ -407,7 +414,7 @@ def test_example_configuration_is_what_postfix_reads(tmp_path: Path) -> None:
         assert f"smtpd_end_of_data_restrictions = check_policy_service {target}\n" in r.stdout
         assert ("cdbrules-policyd_time_limit = 3600s" in r.stdout) == (way == "spawn")
     r = subprocess.run([postconf, "-c", str(tmp_path), "-M", "cdbrules-policyd/unix"], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=system_env())
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert r.stdout.split() == ["cdbrules-policyd", "unix", "-", "n", "n", "-", "0", "spawn", "user=nobody",
                                 "argv=/usr/local/bin/cdbrules", "policyd", "/etc/tcprules.d/tcp.smtp.cdb"]
