@@ -323,6 +323,8 @@ def test_idle_timeout(cdb: Path, tmp_path: Path) -> None:
 def test_broken_rules_file_means_no_answer(tmp_path: Path) -> None:
     """A rules file damaged under a running server: that request gets no reply and its
     connection is closed (Postfix then applies its default action), the server lives."""
+    if os.environ.get("CDBRULES_READ_NOT_MAP") == "1":
+        pytest.skip("the sanitizer run reads files into memory: damage in place never reaches a loaded file")
     cdb = tmp_path / "r.cdb"
     compile_rules("10.0.0.1:deny\n", cdb)
     size = cdb.stat().st_size
