@@ -31,6 +31,7 @@ RULES = """\
 10.0.0.8:allow,CHKUSER_WRONGRCPTLIMIT="2",CHKUSER_RCPTLIMIT="100"
 10.0.0.9:allow,DATABYTES="2000"
 10.0.0.10:allow,DATABYTES="0"
+10.0.0.11:allow,CHKUSER_RCPTLIMIT="1"
 10.0.1.:allow,RBLSMTPD="-x\x01y"
 2001:db8::7:allow,RELAYCLIENT=""
 =mx.example.test:deny
@@ -149,6 +150,9 @@ def test_rcptlimit_counts_per_connection_as_chkuser(policy: RulesPolicy) -> None
     # another connection of the same client has its own count; other states do not count
     assert ask_policy(policy, request("MAIL", client_address="10.0.0.7", client_port="5001")) == "DUNNO"
     assert [ask_policy(policy, _rcpt("5001")) for _ in range(2)] == ["DUNNO", "DUNNO"]
+    # a limit of 1 refuses the first recipient
+    assert ask_policy(policy, _rcpt("5003", "10.0.0.11")).startswith("550 5.5.3")
+    assert ask_policy(policy, _rcpt("5003", "10.0.0.11")).startswith("550 5.7.1")
     # nor does the relay check (each recipient is asked about twice)
     assert ask_policy(policy, _rcpt("5002", context="relay")) == "DUNNO"
     assert [ask_policy(policy, _rcpt("5002")) for _ in range(2)] == ["DUNNO", "DUNNO"]

@@ -118,8 +118,8 @@ class _Session:
 
     __slots__ = ("rcpts", "wrongs", "tripped", "pending")
 
-    def __init__(self) -> None:
-        self.rcpts = 0
+    def __init__(self, rcpts: int) -> None:
+        self.rcpts = rcpts
         self.wrongs = 0
         self.tripped = False  # a limit was reached: every later recipient is refused
         self.pending = False  # a recipient went on to Postfix's checks and was not confirmed
@@ -246,7 +246,7 @@ class RulesPolicy:
         state = get(b"protocol_state")
         if context and context == self.valid_context:
             if state == b"RCPT":
-                s = self.sessions.get(self._key(attrs))
+                s = self.sessions.get(_session_key(attrs))
                 if s is not None:
                     s.pending = False
             return "DUNNO"
@@ -260,19 +260,18 @@ class RulesPolicy:
                 return _REPLY_DATABYTES
         return "DUNNO"
 
-    @staticmethod
-    def _key(attrs: Request) -> Tuple[bytes, ...]:
-        g = attrs.get
-        return (g(b"client_address", b""), g(b"client_port", b""),
-                g(b"server_address", b""), g(b"server_port", b""))
-
     def _count(self, attrs: Request, rcptlimit: Optional[int], wronglimit: Optional[int]) -> Optional[str]:
         """chkuser's recipient counting for one RCPT request: its reply, or None."""
-        key = self._key(attrs)
+        key = _session_key(attrs)
         sessions = self.sessions
         s = sessions.get(key)
         if s is None:
-            s = sessions[key] = _Session()
+            if wronglimit is None and (rcptlimit is None or rcptlimit > 1):  # the first recipient
+                sessions[key] = _Session(1)
+                if len(sessions) > self.max_sessions:
+                    sessions.popitem(last=False)
+                return None
+            s = sessions[key] = _Session(0)
             if len(sessions) > self.max_sessions:
                 sessions.popitem(last=False)
         else:
@@ -290,6 +289,13 @@ class RulesPolicy:
             return qmailenv.REPLY_RCPTLIMIT
         s.pending = wronglimit is not None
         return None
+
+
+def _session_key(attrs: Request) -> Tuple[bytes, ...]:
+    """The SMTP connection a request belongs to (see :class:`RulesPolicy`)."""
+    get = attrs.get
+    return (get(b"client_address", b""), get(b"client_port", b""),
+            get(b"server_address", b""), get(b"server_port", b""))
 
 
 def dunno(attrs: Request) -> str:
