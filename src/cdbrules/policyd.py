@@ -373,6 +373,7 @@ class _Conn(asyncio.Protocol):
             out.append(b"action=%s\n\n" % action.encode("utf-8", "surrogateescape"))
         if start:
             del buf[:start]
+            self.in_request = False  # what is left is a new request: its own time
         if buf:
             tail = len(buf) - buf.rfind(b"\n") - 1
             if len(buf) > srv.max_request:
@@ -572,11 +573,16 @@ class PolicyServer:
         self.servers: List[asyncio.AbstractServer] = []
         self._unlink: List[str] = []
 
+    def protocol(self) -> asyncio.Protocol:
+        """The protocol for one accepted connection (for ``loop.connect_accepted_socket``
+        and the like)."""
+        return _Conn(self)
+
     async def listen(self, spec: ListenSpec, socket_mode: int = 0o666) -> List[str]:
         """Start accepting on spec; the addresses listened on, as text."""
         loop = asyncio.get_running_loop()
         if spec.kind == "inet":
-            srv = await loop.create_server(lambda: _Conn(self), spec.host, spec.port, reuse_address=True,
+            srv = await loop.create_server(self.protocol, spec.host, spec.port, reuse_address=True,
                                           backlog=1024)
         elif spec.kind == "unix":
             try:
@@ -584,7 +590,7 @@ class PolicyServer:
                     os.unlink(spec.path)  # a stale socket of an earlier run
             except FileNotFoundError:
                 pass
-            srv = await loop.create_unix_server(lambda: _Conn(self), spec.path, backlog=1024)
+            srv = await loop.create_unix_server(self.protocol, spec.path, backlog=1024)
             os.chmod(spec.path, socket_mode)
             self._unlink.append(spec.path)
         else:
@@ -593,9 +599,9 @@ class PolicyServer:
             for s in socks:
                 s.setblocking(False)
                 if s.family == socket.AF_UNIX:
-                    srv = await loop.create_unix_server(lambda: _Conn(self), sock=s)
+                    srv = await loop.create_unix_server(self.protocol, sock=s)
                 else:
-                    srv = await loop.create_server(lambda: _Conn(self), sock=s)
+                    srv = await loop.create_server(self.protocol, sock=s)
                 self.servers.append(srv)
                 names.append(_sockname(s))
             return names
@@ -708,8 +714,3 @@ async def run(server: PolicyServer, rules: Optional[Rules], listens: List[Listen
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await server.close()
-
-
-def request_text(attrs: Mapping[str, str]) -> bytes:
-    """A request as Postfix writes it (for tests and tools): name=value lines, empty line."""
-    return b"".join(f"{k}={v}\n".encode() for k, v in attrs.items()) + b"\n"
