@@ -36,7 +36,7 @@ import re
 import signal
 import socket
 import stat
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import qmailenv
 from .iptext import tcpserver_ip
@@ -140,17 +140,11 @@ def postfix_reply(reply: str) -> str:
 _REPLY_DATABYTES = postfix_reply(qmailenv.REPLY_DATABYTES)
 
 
-def _client_ip(address: bytes) -> str:
-    """client_address as tcpserver writes TCPREMOTEIP: Postfix writes an IPv4 client as
-    tcpserver does (a dotted quad); IPv6 goes through :func:`cdbrules.tcpserver_ip`
-    (v4-mapped to the dotted quad, zeros compressed as tcpserver compresses them)."""
-    if b":" not in address:
-        return address.decode("utf-8", "surrogateescape")
-    return _client_ip6(address)
-
-
 @functools.lru_cache(maxsize=4096)
 def _client_ip6(address: bytes) -> str:
+    """An IPv6 client_address as tcpserver writes TCPREMOTEIP (:func:`cdbrules.tcpserver_ip`:
+    v4-mapped to the dotted quad, zeros compressed as tcpserver compresses them).  Postfix
+    writes an IPv4 client as tcpserver does, a dotted quad, which needs no such step."""
     text = address.decode("utf-8", "surrogateescape")
     try:
         return tcpserver_ip(text)
@@ -216,21 +210,12 @@ class RulesPolicy:
         self._plans[d.data] = p
         return p
 
-    def decision(self, attrs: Request) -> Optional[Decision]:
-        """The rule's decision for the request's client (None without client_address)."""
-        addr = attrs.get(b"client_address")
-        if not addr:
-            return None
-        name = attrs.get(b"client_name")
-        host = None if not name or name == b"unknown" else name.decode("utf-8", "surrogateescape")
-        return self.rules.check(_client_ip(addr), host)
-
     def __call__(self, attrs: Request) -> str:
         get = attrs.get
         addr = get(b"client_address")
         if not addr or get(b"request") != b"smtpd_access_policy":
             return "DUNNO"
-        # decision(), inlined: this is the path of every request
+        # the rule: client_address as tcpserver writes it, client_name as the host
         name = get(b"client_name")
         ip = addr.decode("utf-8", "surrogateescape") if b":" not in addr else _client_ip6(addr)
         if not name or name == b"unknown":
