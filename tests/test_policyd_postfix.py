@@ -44,6 +44,7 @@ RULES = """\
 127.0.0.6:allow,CHKUSER_RCPTLIMIT="3"
 127.0.0.7:allow,DATABYTES="1000"
 127.0.0.8:allow,RBLSMTPD="",RELAYCLIENT=""
+127.0.0.12:allow,CHKUSER_WRONGRCPTLIMIT="2"
 :allow,CHKUSER_RCPTLIMIT="50"
 """
 
@@ -118,7 +119,7 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.1/32
 smtpd_peername_lookup = no
-local_recipient_maps =
+local_recipient_maps = regexp:{d / 'conf' / 'recipients'}
 relay_domains =
 alias_maps =
 alias_database =
@@ -128,15 +129,19 @@ relay_transport = discard
 smtpd_policy_service_timeout = 20s
 relay_inet = {relay_inet}
 relay_unix = {relay_unix}
-check_inet = check_policy_service {policy_inet}
-check_unix = check_policy_service {policy_unix}
+check_inet = check_policy_service {policy_inet}, reject_unlisted_recipient,
+    check_policy_service {{ {policy_inet}, policy_context=valid }}
+check_unix = check_policy_service {policy_unix}, reject_unlisted_recipient,
+    check_policy_service {{ {policy_unix}, policy_context=valid }}
 smtpd_relay_restrictions = $relay_inet
 smtpd_recipient_restrictions = $check_inet
 smtpd_end_of_data_restrictions = $check_inet
 relay_spawn = check_policy_service {{ unix:private/cdbrules-spawn, policy_context=relay }}, reject_unauth_destination
-check_spawn = check_policy_service unix:private/cdbrules-spawn
+check_spawn = check_policy_service unix:private/cdbrules-spawn, reject_unlisted_recipient
 cdbrules-spawn_time_limit = 3600s
 """)
+        # every local user exists but the bad ones
+        (self.conf / "recipients").write_text("!/^bad/ exists\n")
         a, b = self.ports[:2]
         spawn = ""
         if spawn_argv:
@@ -241,7 +246,7 @@ def mail() -> Iterator[Tuple[Postfix, Policyd, Path]]:
         pf = Postfix(postfix, d, "inet:127.0.0.1:1", "unix:private/cdbrules-policyd", spawn_argv)
         r = pf.cmd("check")
         assert r.returncode == 0, r.stderr + pf.log()
-        pd = Policyd(cdb, "--reload-interval", "0", log=d / "policyd.log",
+        pd = Policyd(cdb, "--reload-interval", "0", "--valid-context", "valid", log=d / "policyd.log",
                      listen=["inet:127.0.0.1:0", f"unix:{pf.queue}/private/cdbrules-policyd"])
         main_cf = pf.conf / "main.cf"
         main_cf.write_text(main_cf.read_text().replace("inet:127.0.0.1:1", f"inet:127.0.0.1:{pd.port}"))
@@ -363,6 +368,24 @@ def test_rcptlimit_per_connection(port: int) -> None:
         assert code == 550 and b"violating our security policies" in text
     # a new connection starts from zero
     assert [c for c, _ in rcpts(port, "127.0.0.6", "e@local.test", "f@local.test")] == [250, 250]
+
+
+def test_wrong_recipients_per_connection(port: int, mail: Tuple[Postfix, Policyd, Path]) -> None:
+    """CHKUSER_WRONGRCPTLIMIT=2: recipients Postfix refuses (no such user) are counted
+    through the confirming call (policy_context=valid) after reject_unlisted_recipient."""
+    if mail[0].ports.index(port) == 2:
+        # smtpd opens one connection per check_policy_service (the valid call is another),
+        # and spawn runs a policyd per connection: the two calls never meet
+        pytest.skip("spawn: the confirming call reaches another policyd process (docs/policyd.md)")
+    with smtp(port, "127.0.0.12") as s:
+        code, text = s.rcpt("bad1@local.test")
+        assert code == 550 and b"User unknown" in text
+        assert s.rcpt("good1@local.test")[0] == 250
+        assert s.rcpt("bad2@local.test")[0] == 550  # the 2nd wrong one...
+        code, text = s.rcpt("good2@local.test")  # ...makes chkuser refuse everything after it
+        assert code == 550 and b"violating our security policies" in text
+    assert [c for c, _ in rcpts(port, "127.0.0.12", "good3@local.test", "bad3@local.test", "good4@local.test")] == \
+        [250, 550, 250]  # a new connection starts from zero
 
 
 def test_databytes_at_end_of_message(port: int) -> None:
