@@ -160,8 +160,10 @@ class RulesPolicy:
       ``RELAYCLIENT`` gets ``OK`` (and no counting is done);
     * ``valid_context``: the ``policy_context`` of a second call placed after Postfix's
       own recipient checks (``reject_unlisted_recipient``...).  A recipient seen in the
-      main call and not confirmed there before the next request was refused by Postfix:
-      it counts for ``CHKUSER_WRONGRCPTLIMIT``.  None: wrong recipients are not counted;
+      main call and not confirmed there before the connection's next recipient was
+      refused by Postfix: it counts for ``CHKUSER_WRONGRCPTLIMIT``.  None: wrong
+      recipients are not counted.  Both calls must reach this object (a listener, not
+      one process per Postfix connection as spawn(8) runs it);
     * ``sessions``: how many SMTP connections' counters are kept (least recently used
       forgotten first).
 
