@@ -376,7 +376,8 @@ def test_wrong_recipients_per_connection(port: int, mail: Tuple[Postfix, Policyd
     if mail[0].ports.index(port) == 2:
         # smtpd opens one connection per check_policy_service (the valid call is another),
         # and spawn runs a policyd per connection: the two calls never meet
-        pytest.skip("spawn: the confirming call reaches another policyd process (docs/policyd.md)")
+        pytest.skip('spawn: the confirming call reaches another policyd process '
+                    '(docs/policyd.md, "What Postfix is told")')
     with smtp(port, "127.0.0.12") as s:
         code, text = s.rcpt("bad1@local.test")
         assert code == 550 and b"User unknown" in text
