@@ -188,6 +188,8 @@ class RulesPolicy:
         self.max_sessions = sessions
         self.sessions: "collections.OrderedDict[Tuple[bytes, ...], _Session]" = collections.OrderedDict()
         self._plans: Dict[bytes, _Plan] = {}  # a rule record's data -> its plan
+        self._plan_of = self._plans.get  # bound once: the path of every request
+        self._check = rules.check
 
     def plan(self, d: Decision) -> _Plan:
         """What decision d asks for, computed once per rule record (its data decides)."""
@@ -221,10 +223,10 @@ class RulesPolicy:
         name = get(b"client_name")
         ip = addr.decode("utf-8", "surrogateescape") if b":" not in addr else _client_ip6(addr)
         if not name or name == b"unknown":
-            d = self.rules.check(ip)
+            d = self._check(ip)
         else:
-            d = self.rules.check(ip, name.decode("utf-8", "surrogateescape"))
-        p = self._plans.get(d.data) or self.plan(d)
+            d = self._check(ip, name.decode("utf-8", "surrogateescape"))
+        p = self._plan_of(d.data) or self.plan(d)
         if p.fixed is not None:
             return p.fixed
         context = get(b"policy_context")
