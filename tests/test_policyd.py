@@ -446,6 +446,26 @@ def test_stdio_like_spawn(cdb: Path, tmp_path: Path) -> None:
     assert "malformed request" in log.read_text()
 
 
+def test_stdio_sigterm(cdb: Path, tmp_path: Path) -> None:
+    """SIGTERM ends a spawned policyd cleanly, its client still connected."""
+    ours, theirs = socket.socketpair()
+    log = tmp_path / "log"
+    with ours:
+        proc = subprocess.Popen(cli("policyd", "--log", str(log), str(cdb)), stdin=theirs, stdout=theirs,
+                                stderr=theirs)
+        theirs.close()
+        try:
+            ours.settimeout(20)
+            assert ask(ours, request("RCPT", client_address="10.0.0.1")) == expected_rcpt("10.0.0.1")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+            assert ours.recv(100) == b""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_stdio_from_a_file(cdb: Path, tmp_path: Path) -> None:
     reqs = tmp_path / "requests"
     reqs.write_bytes(b"".join(encode(dict(r, client_address="10.0.0.1")) for r in REQUESTS))
