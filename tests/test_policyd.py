@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdbrules import Rules
 from cdbrules.policyd import MalformedRequest, PolicyServer, RulesPolicy, parse_listen, parse_request, postfix_reply
@@ -217,6 +219,34 @@ def test_parse_request() -> None:
 def test_parse_request_refuses(bad: bytes) -> None:
     with pytest.raises(MalformedRequest):
         parse_request(bad)
+
+
+HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))
+_name = st.binary(min_size=1, max_size=20).filter(lambda b: b"=" not in b and b"\n" not in b)
+_value = st.binary(max_size=40).filter(lambda b: b"\n" not in b)
+
+
+@settings(max_examples=HYPOTHESIS_N, deadline=None, derandomize=True)
+@given(st.binary(max_size=300))
+def test_parse_request_any_bytes(req: bytes) -> None:
+    """Any bytes: attributes, or MalformedRequest; never another exception."""
+    try:
+        attrs = parse_request(req)
+    except MalformedRequest:
+        return
+    assert all(b"\n" not in k + v and k and b"=" not in k for k, v in attrs.items())
+
+
+@settings(max_examples=HYPOTHESIS_N, deadline=None, derandomize=True)
+@given(st.dictionaries(_name, _value, max_size=20))
+def test_parse_request_reads_what_was_written(attrs: Dict[bytes, bytes]) -> None:
+    req = b"\n".join(k + b"=" + v for k, v in attrs.items())
+    clean = not any(c < 32 and c != 10 or c == 127 for c in req)
+    if clean:
+        assert parse_request(req) == attrs
+    else:
+        with pytest.raises(MalformedRequest):
+            parse_request(req)
 
 
 def test_parse_listen() -> None:
