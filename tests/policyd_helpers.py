@@ -13,10 +13,11 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
+
+from helpers import PY
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -56,7 +57,8 @@ def encode(req: Dict[str, str]) -> bytes:
 
 
 def cli(*args: str) -> List[str]:
-    return [sys.executable, "-m", "cdbrules", *args]
+    """The command line of ``cdbrules ARGS`` in a child process."""
+    return [*PY, *args]
 
 
 class Policyd:

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
+from helpers import linux_only
 from policyd_helpers import Policyd, compile_rules, encode, request, rss_kib
 
 N = int(os.environ.get("CDBRULES_POLICYD_LOAD_N", "100000"))
@@ -100,6 +101,7 @@ async def _load(pd: Policyd) -> Tuple[List[str], List[int]]:
     return wrong, rss
 
 
+@linux_only("procfs (the server's resident memory)")
 def test_500_connections_100k_requests(tmp_path: Path) -> None:
     cdb = tmp_path / "r.cdb"
     compile_rules(RULES, cdb)
