@@ -5,6 +5,7 @@ requests, timeouts, reloads and signals."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 from hypothesis import given, settings
@@ -461,47 +462,44 @@ def test_file_replacement_reloads_without_a_signal(server: Policyd, cdb: Path) -
         assert ask(s, request("RCPT", client_address="10.0.0.99")) == b"action=REJECT Access denied\n\n"
 
 
-def test_stdio_like_spawn(cdb: Path, tmp_path: Path) -> None:
-    """spawn(8) connects the socket to standard input, output and error: the replies must
-    be the only bytes on it, and the end of the connection ends the process."""
+@contextlib.contextmanager
+def spawned(cdb: Path, log: Path) -> Iterator[Tuple["subprocess.Popen[bytes]", socket.socket]]:
+    """``cdbrules policyd CDB`` as spawn(8) runs it: one socket on its standard input,
+    output and error; the other end is ours.  Killed at the end if still running."""
     ours, theirs = socket.socketpair()
-    log = tmp_path / "log"
     with ours:
         proc = subprocess.Popen(cli("policyd", "--log", str(log), str(cdb)), stdin=theirs, stdout=theirs,
                                 stderr=theirs)
         theirs.close()
+        ours.settimeout(20)
         try:
-            ours.settimeout(20)
-            for r in REQUESTS:
-                assert ask(ours, dict(r, client_address="10.0.0.3")) == b"action=DEFER Greylisted: come back later\n\n"
-            ours.sendall(b"noise\n\n")  # malformed: logged to the file, not written to the socket
-            assert ours.recv(100) == b""
-            assert proc.wait(20) == 0
+            yield proc, ours
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_stdio_like_spawn(cdb: Path, tmp_path: Path) -> None:
+    """The replies must be the only bytes on the socket (spawn connects standard error to
+    it too), and the end of the connection ends the process."""
+    log = tmp_path / "log"
+    with spawned(cdb, log) as (proc, s):
+        for r in REQUESTS:
+            assert ask(s, dict(r, client_address="10.0.0.3")) == b"action=DEFER Greylisted: come back later\n\n"
+        s.sendall(b"noise\n\n")  # malformed: logged to the file, not written to the socket
+        assert s.recv(100) == b""
+        assert proc.wait(20) == 0
     assert "malformed request" in log.read_text()
 
 
 def test_stdio_sigterm(cdb: Path, tmp_path: Path) -> None:
     """SIGTERM ends a spawned policyd cleanly, its client still connected."""
-    ours, theirs = socket.socketpair()
-    log = tmp_path / "log"
-    with ours:
-        proc = subprocess.Popen(cli("policyd", "--log", str(log), str(cdb)), stdin=theirs, stdout=theirs,
-                                stderr=theirs)
-        theirs.close()
-        try:
-            ours.settimeout(20)
-            assert ask(ours, request("RCPT", client_address="10.0.0.1")) == expected_rcpt("10.0.0.1")
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(20) == 0
-            assert ours.recv(100) == b""
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with spawned(cdb, tmp_path / "log") as (proc, s):
+        assert ask(s, request("RCPT", client_address="10.0.0.1")) == expected_rcpt("10.0.0.1")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert s.recv(100) == b""
 
 
 def test_stdio_from_a_file(cdb: Path, tmp_path: Path) -> None:
