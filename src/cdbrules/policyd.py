@@ -101,12 +101,12 @@ def parse_request(req: bytes, max_line: int = MAX_LINE, max_attributes: int = MA
 class _Plan:
     """What one rule's variables ask of the policy server, read once per rule."""
 
-    __slots__ = ("fixed", "relay", "rcptlimit", "wronglimit", "counts", "databytes")
+    __slots__ = ("fixed", "in_relay", "rcptlimit", "wronglimit", "counts", "databytes")
 
     def __init__(self, fixed: Optional[str], relay: bool, rcptlimit: Optional[int],
                  wronglimit: Optional[int], databytes: int) -> None:
         self.fixed = fixed  # the answer at every state (deny, RBLSMTPD), or None
-        self.relay = relay  # RELAYCLIENT is set
+        self.in_relay = "OK" if relay else "DUNNO"  # the answer in the relay check (RELAYCLIENT)
         self.rcptlimit = rcptlimit
         self.wronglimit = wronglimit
         self.counts = rcptlimit is not None or wronglimit is not None
@@ -141,15 +141,14 @@ _REPLY_DATABYTES = postfix_reply(qmailenv.REPLY_DATABYTES)
 
 
 @functools.lru_cache(maxsize=4096)
-def _client_ip6(address: bytes) -> str:
+def _client_ip6(address: bytes) -> bytes:
     """An IPv6 client_address as tcpserver writes TCPREMOTEIP (:func:`cdbrules.tcpserver_ip`:
     v4-mapped to the dotted quad, zeros compressed as tcpserver compresses them).  Postfix
     writes an IPv4 client as tcpserver does, a dotted quad, which needs no such step."""
-    text = address.decode("utf-8", "surrogateescape")
     try:
-        return tcpserver_ip(text)
+        return tcpserver_ip(address.decode("utf-8", "surrogateescape")).encode()
     except ValueError:  # no address: looked up as it is
-        return text
+        return address
 
 
 class RulesPolicy:
@@ -219,27 +218,25 @@ class RulesPolicy:
         addr = get(b"client_address")
         if not addr or get(b"request") != b"smtpd_access_policy":
             return "DUNNO"
-        # the rule: client_address as tcpserver writes it, client_name as the host
+        # the rule: client_address as tcpserver writes it, client_name as the host; the
+        # bytes as they came (Rules.check takes them as they are, without a copy)
+        if b":" in addr:
+            addr = _client_ip6(addr)
         name = get(b"client_name")
-        ip = addr.decode("utf-8", "surrogateescape") if b":" not in addr else _client_ip6(addr)
-        if not name or name == b"unknown":
-            d = self._check(ip)
-        else:
-            d = self._check(ip, name.decode("utf-8", "surrogateescape"))
+        d = self._check(addr) if not name or name == b"unknown" else self._check(addr, name)
         p = self._plan_of(d.data) or self.plan(d)
         if p.fixed is not None:
             return p.fixed
         context = get(b"policy_context")
         if context == self.relay_context:
-            return "OK" if p.relay else "DUNNO"
-        state = get(b"protocol_state")
+            return p.in_relay
         if context and context == self.valid_context:
-            if state == b"RCPT":
+            if get(b"protocol_state") == b"RCPT":
                 s = self.sessions.get(_session_key(attrs))
                 if s is not None:
                     s.pending = False
             return "DUNNO"
-        if p.counts and state == b"RCPT":
+        if p.counts and get(b"protocol_state") == b"RCPT":
             reply = self._count(attrs, p.rcptlimit, p.wronglimit)
             if reply is not None:
                 return reply

@@ -319,12 +319,15 @@ class Rules:
         if _monotonic() >= self._deadline:
             self._poll()
         st = self._state
-        try:
-            if "\0" in ip:
-                raise ValueError
-            b = ip.encode()  # type: ignore[union-attr]
-        except (TypeError, ValueError, AttributeError):
-            b = _text(ip, "ip")
+        if type(ip) is bytes and 0 not in ip:  # as it comes off the wire (policyd): no copy
+            b = ip
+        else:
+            try:
+                if "\0" in ip:
+                    raise ValueError
+                b = ip.encode()  # type: ignore[union-attr]
+            except (TypeError, ValueError, AttributeError):
+                b = _text(ip, "ip")
         if host is None and info is None:
             r = _check_ip(st.c, b)
         else:
