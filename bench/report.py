@@ -66,6 +66,7 @@ class Row:
         self.baseline: bool = bool(info.get("baseline"))
         self.rss_kb: Optional[int] = info.get("peak_rss_kb")
         self.cpu_s: Optional[float] = info.get("cpu_s")
+        self.cpu_paired: Optional[float] = info.get("cpu_paired")  # policyd over floor, rounds alternating
         self.median: float = b["stats"]["median"]
         self.rounds: int = b["stats"]["rounds"]
         self.net: float = self.median / self.per  # per operation, floor subtracted (set later)
@@ -178,7 +179,9 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
         x = getattr(a, field) / getattr(b, field)
         text = f"{x:.2f}× {what}"
         if a.cpu_s and b.cpu_s:  # processes: CPU time is steadier than wall on a busy machine
-            text += f" (CPU time {a.cpu_s / b.cpu_s:.2f}×)"
+            paired = [f"{r.cpu_paired:.2f}×" for r in (a, b) if r.cpu_paired]
+            text += f" (CPU time {a.cpu_s / b.cpu_s:.2f}×" + (
+                f"; over rounds alternating with the other row's: {', '.join(paired)})" if paired else ")")
         out.append([target, text, "yes" if x <= limit else "**no**"])
 
     def absolute(target: str, a: Optional[Row], limit: float) -> None:

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 from conftest import HERE, ROUNDS, RulesFile
@@ -65,6 +65,7 @@ def _fresh(reqs: List[bytes]) -> List[bytes]:
 
 class Server:
     def __init__(self, cdb: Path, floor: bool) -> None:
+        self.floor = floor
         argv = [sys.executable, str(HERE / "policyd_server.py"), str(cdb)] + (["--floor"] if floor else [])
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.proc.stdout is not None
@@ -103,68 +104,95 @@ def traffic(rules_1k: RulesFile) -> Tuple[Path, List[bytes], List[bytes]]:
     return rules_1k.path, reqs, want
 
 
-def _timed(benchmark, s: Server, fn, setup, rounds: int) -> None:  # type: ignore[no-untyped-def]
-    """benchmark.pedantic, and the server's CPU time per round (steadier than the wall
-    time on a busy machine: the report prints the CPU-time ratio beside the wall one)."""
-    before = s.cpu()
-    benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["cpu_s"] = (s.cpu() - before) / (rounds + 1)
+def _timed(benchmark, s: Server, other: Server, fn, other_round, setup, rounds: int) -> None:  # type: ignore[no-untyped-def]
+    """benchmark.pedantic, and the CPU time per round of both servers.
+
+    Before each timed round of ``s``, the other server gets the same round, untimed
+    (``other_round``): the two servers' rounds alternate, so a change of load on a busy
+    machine touches both, and ``cpu_paired`` (policyd's CPU time over the floor's, both
+    measured over the same stretch) is fair where the two rows, run one after the other,
+    may not be.  The report prints it beside the wall-time and row-to-row CPU ratios."""
+    before, other_before = s.cpu(), other.cpu()
+
+    def both():  # type: ignore[no-untyped-def]
+        args, kwargs = setup()
+        other_round(*args)
+        return args, kwargs
+
+    benchmark.pedantic(fn, setup=both, rounds=rounds, iterations=1, warmup_rounds=1)
+    mine, theirs = s.cpu() - before, other.cpu() - other_before
+    benchmark.extra_info["cpu_s"] = mine / (rounds + 1)
+    if mine > 0 and theirs > 0:
+        benchmark.extra_info["cpu_paired"] = theirs / mine if s.floor else mine / theirs
 
 
 ROWS = [("cdbrules policyd", False), ("floor: same server, DUNNO, no lookup", True)]
 
 
-@pytest.fixture(params=ROWS, ids=["policyd", "floor"])
-def server(request: pytest.FixtureRequest, traffic: Tuple[Path, List[bytes], List[bytes]]) -> Iterator[Tuple[str, bool, Server]]:
-    label, floor = request.param
-    s = Server(traffic[0], floor)
+@pytest.fixture(scope="module")
+def servers(traffic: Tuple[Path, List[bytes], List[bytes]]) -> Iterator[Dict[bool, Server]]:
+    """Both servers, for the whole module: each row times one and runs the other between."""
+    out: Dict[bool, Server] = {}
     try:
-        yield label, floor, s
+        for _, floor in ROWS:
+            out[floor] = Server(traffic[0], floor)
+        yield out
     finally:
-        s.close()
+        for srv in out.values():
+            srv.close()
+
+
+@pytest.fixture(params=ROWS, ids=["policyd", "floor"])
+def server(request: pytest.FixtureRequest, servers: Dict[bool, Server]) -> Tuple[str, bool, Server, Server]:
+    label, floor = request.param
+    return label, floor, servers[floor], servers[not floor]
+
+
+def _expected(floor: bool, want: List[bytes]) -> List[bytes]:
+    return [b"action=DUNNO\n\n"] * len(want) if floor else want
 
 
 def test_pipelined(benchmark, server, traffic) -> None:  # type: ignore[no-untyped-def]
-    label, floor, s = server
+    label, floor, s, other = server
     _, reqs, want = traffic
-    expect = b"action=DUNNO\n\n" * len(reqs) if floor else b"".join(want)
-    got: List[bytes] = []
+    expect = {srv: b"".join(_expected(srv.floor, want)) for srv in (s, other)}
+    got: List[Tuple[Server, bytes]] = []
 
     def setup() -> Tuple[Tuple[bytes], dict]:  # type: ignore[type-arg]
         return (b"".join(_fresh(reqs)),), {}
 
-    def fn(data: bytes) -> None:
-        s.sock.sendall(data)
-        got.append(s.read(len(expect)))
+    def send(srv: Server, data: bytes) -> None:
+        srv.sock.sendall(data)
+        got.append((srv, srv.read(len(expect[srv]))))
 
     benchmark.group = "policyd-pipelined"
     benchmark.extra_info.update(lib=label, what=f"{PIPE} requests written at once", per=PIPE, baseline=floor)
-    _timed(benchmark, s, fn, setup, ROUNDS * 4)
-    assert got and all(g == expect for g in got)
+    _timed(benchmark, s, other, lambda data: send(s, data), lambda data: send(other, data), setup, ROUNDS * 4)
+    assert got and all(g == expect[srv] for srv, g in got)
 
 
 def test_roundtrip(benchmark, server, traffic) -> None:  # type: ignore[no-untyped-def]
-    label, floor, s = server
+    label, floor, s, other = server
     _, reqs, want = traffic
     reqs, want = reqs[:TRIPS], want[:TRIPS]
-    expect = [b"action=DUNNO\n\n"] * len(reqs) if floor else want
-    rounds: List[List[bytes]] = []
+    expect = {srv: _expected(srv.floor, want) for srv in (s, other)}
+    rounds: List[Tuple[Server, List[bytes]]] = []
 
     def setup() -> Tuple[Tuple[List[bytes]], dict]:  # type: ignore[type-arg]
         return (_fresh(reqs),), {}
 
-    def fn(batch: List[bytes]) -> None:
+    def trips(srv: Server, batch: List[bytes]) -> None:
         out = []
-        send, recv = s.sock.sendall, s.sock.recv
+        send, recv = srv.sock.sendall, srv.sock.recv
         for r in batch:
             send(r)
             got = recv(4096)
             while not got.endswith(b"\n\n"):
                 got += recv(4096)
             out.append(got)
-        rounds.append(out)
+        rounds.append((srv, out))
 
     benchmark.group = "policyd-roundtrip"
     benchmark.extra_info.update(lib=label, what="one request, one reply", per=TRIPS, baseline=floor)
-    _timed(benchmark, s, fn, setup, ROUNDS * 2)
-    assert rounds and all(r == expect for r in rounds)
+    _timed(benchmark, s, other, lambda batch: trips(s, batch), lambda batch: trips(other, batch), setup, ROUNDS * 2)
+    assert rounds and all(r == expect[srv] for srv, r in rounds)
