@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import importlib.util
 import multiprocessing
 import pstats
 import random
@@ -39,11 +40,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests"))  # policyd_helpers, for test_policyd
+sys.path.insert(0, str(HERE))  # bench's conftest before tests'
 
 import _data  # noqa: E402
-from policyd_helpers import encode, request  # noqa: E402
+from conftest import Batches, RulesFile  # noqa: E402
+
+# bench/test_policyd.py, by its path (tests/ has a test_policyd too): its traffic, not a copy
+_spec = importlib.util.spec_from_file_location("bench_test_policyd", HERE / "test_policyd.py")
+_bench = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(_bench)  # type: ignore[union-attr]
+_requests = _bench._requests
 
 import cdbrules  # noqa: E402
 from cdbrules.policyd import PolicyServer, RulesPolicy, dunno  # noqa: E402
@@ -63,20 +70,11 @@ class _Sink:
         pass
 
 
-def traffic(cdb: Path, n: int) -> Tuple[List[bytes], List[bytes]]:
+def traffic(src: Path, cdb: Path, n: int) -> Tuple[List[bytes], List[bytes]]:
     """bench/test_policyd.py's requests (client_port ``@PORT@``) and policyd's replies."""
     _, named = _data.smtp_rules(1000)
     probes = _data.smtp_probes(named, 10_000)
-    states = ["RCPT", "RCPT", "MAIL", "END-OF-MESSAGE", "EHLO", "CONNECT"]
-    reqs, want = [], []
-    with cdbrules.Rules(cdb) as rules:
-        policy = RulesPolicy(rules)
-        for i in range(n):
-            r = request(states[i % len(states)], "relay" if i % 5 == 0 else "",
-                        client_address=probes[i % len(probes)], client_port=str(i))
-            reqs.append(encode(dict(r, client_port="@PORT@")))
-            want.append(b"action=%s\n\n" % policy({k.encode(): v.encode() for k, v in r.items()}).encode())
-    return reqs, want
+    return _requests(RulesFile("1k", src, cdb, Batches(probes), probes), n)
 
 
 def _server(floor: bool, cdb: Path, reqs: List[bytes], want: List[bytes], chunk: int, mode: str,
@@ -142,7 +140,7 @@ def main() -> int:
         src, cdb = Path(tmp) / "tcp.smtp", Path(tmp) / "tcp.smtp.cdb"
         src.write_bytes(_data.smtp_rules(1000)[0])
         cdbrules.compile(src, cdb)
-        reqs, want = traffic(cdb, 5000)
+        reqs, want = traffic(src, cdb, 5000)
         names = ("floor", "policyd")
         pipes, procs = {}, []
         for name in names:
