@@ -134,6 +134,7 @@ class Reader:
         raise self._error()
 
     def __contains__(self, key: object) -> bool:
+        mm = self._mm  # noqa: F841 - held so that the bytes c points into outlive the call
         try:
             r = _get(self._c, key, len(key))  # type: ignore[arg-type]
         except TypeError:
@@ -146,10 +147,13 @@ class Reader:
     def get_all(self, key: Key) -> List[bytes]:
         """Every value of key, in file order (empty when absent)."""
         k = _key(key)
+        # f points at c, c into the bytes of mm, f at the key: all three are held until the
+        # walk ends, whatever close() does meanwhile (mm is read first: close() clears _c first)
         mm = self._mm
-        kbuf = ffi.from_buffer(k)  # f points at the key until the search ends
+        c = self._c
+        kbuf = ffi.from_buffer(k)
         f = ffi.new("struct cdb_find *")
-        if lib.cdb_findstart(f, self._c, kbuf, len(k)) < 0:
+        if lib.cdb_findstart(f, c, kbuf, len(k)) < 0:
             raise self._error()
         out: List[bytes] = []
         while True:
@@ -199,7 +203,8 @@ class Reader:
 
     def __len__(self) -> int:
         if self._len is None:
-            if self._mm is None:
+            mm = self._mm  # held for the call (see get_all)
+            if mm is None:
                 raise ValueError("I/O operation on a closed cdb Reader")
             n = lib.cdb_count(self._c)
             if n < 0:
