@@ -53,7 +53,7 @@ class Impl:
 def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
     try:
         from cdbrules._native import ffi, lib
-        from cdbrules.reader import open_map
+        from cdbrules.reader import read_cdb
     except ImportError as e:  # pragma: no cover - the package layout changed
         pytest.skip(f"cdbrules internals for the cffi rows are gone: {e}")
     cdb_get = lib.cdb_get
@@ -65,7 +65,7 @@ def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
                 cdb_get(closed, k, len(k))
 
         return Impl(run, None)
-    mm, c, buf = open_map(kf.path)
+    mm, c, buf, _ = read_cdb(kf.path)
 
     def run_probe() -> None:
         for k in batches():

@@ -190,9 +190,9 @@ def test_rules_check(benchmark, rules: RulesFile, row: str) -> None:  # type: ig
             run = _empty(batches)
         elif row == "cffi rules_check_ip":
             from cdbrules._native import ffi, lib
-            from cdbrules.reader import open_map
+            from cdbrules.reader import read_cdb
 
-            mm, c, buf = open_map(rules.path)
+            mm, c, buf, _ = read_cdb(rules.path)
             closers.append(lambda: (ffi.release(buf), mm.close()))
             rci = lib.rules_check_ip
             for ip in probes:

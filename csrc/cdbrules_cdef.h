@@ -91,8 +91,17 @@ int64_t rules_lookup(const struct cdb *c, const void *ip, size_t iplen, const vo
 int64_t rules_check(const struct cdb *c, const char *ip, const char *host, const char *info);
 int64_t rules_check_ip(const struct cdb *c, const char *ip);
 long rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max);
+#define RULES_BAD_IP ...
+#define RULES_BAD_HOST ...
+int64_t rules_check_tcp(const struct cdb *c, const char *ip, const char *host, const char *info, int forcev6);
+int64_t rules_check_tcpip(const struct cdb *c, const char *ip);
+int64_t rules_check_tcpip6(const struct cdb *c, const char *ip);
+long rules_check_many_tcp(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max,
+                          int forcev6);
 int rules_verify(const struct cdb *c);
 
 size_t ip4_fmt(char *out, const unsigned char ip[4]);
 size_t ip6_fmt(char *out, const unsigned char ip[16]);
 size_t ip_tcpserver_fmt(char *out, const unsigned char ip[16], int forcev6);
+int ip_is_tcpserver_text(const char *s, size_t len, int forcev6);
+int host_is_tcpserver_text(const char *s, size_t len);

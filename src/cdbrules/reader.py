@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import stat
 from typing import Any, Iterator, List, Optional, Tuple, TypeVar, Union
@@ -18,7 +17,7 @@ _T = TypeVar("_T")
 _BATCH = 4096
 
 _get = lib.cdb_get
-# A reader after close(): its map is NULL, which every C lookup refuses with EBADF.
+# A reader after close(): its map (the bytes) is NULL, which every C lookup refuses with EBADF.
 _CLOSED = ffi.new("struct cdb *")
 
 
@@ -30,16 +29,10 @@ def _key(key: object) -> bytes:
     raise TypeError(f"a cdb key is bytes or str, not {type(key).__name__}")
 
 
-# CDBRULES_READ_NOT_MAP=1 (for the sanitizer run, .ci/asan): read files into heap memory
-# instead of mapping them, so AddressSanitizer sees any read past the end of a file.
-_READ_NOT_MAP = os.environ.get("CDBRULES_READ_NOT_MAP") == "1"
-MapLike = Union["mmap.mmap", bytes]
-
-
 def _read_all(fd: int, size: int) -> bytes:
     parts, got = [], 0
     while got < size:
-        b = os.read(fd, size - got)
+        b = os.read(fd, size - got)  # one read up to 2 GiB on Linux: no join copy
         if not b:
             break
         parts.append(b)
@@ -47,65 +40,88 @@ def _read_all(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def open_map(path: PathLike) -> Tuple[MapLike, object, object]:
-    """Map the cdb file at path: (mmap, the struct cdb for the C core, the buffer it reads).
+def _rules_text(head: bytes) -> bool:
+    """Whether a file starting with head is rules text rather than a cdb: no NUL byte
+    (a cdb's header has one in every table position below 16 MiB) and a rule in it."""
+    return b"\0" not in head and (b":allow" in head or b":deny" in head)
+
+
+def read_cdb(path: PathLike) -> Tuple[bytes, Any, object, os.stat_result]:
+    """Read the cdb file at path into memory: (its bytes, the struct cdb the C core reads
+    them through, the buffer that points into, the file's status when it was opened).
+
+    The file is read, not mapped: nothing done to the file later (truncated, rewritten or
+    grown in place) reaches these bytes, where a mapped file cut short kills the process
+    that touches the lost pages (SIGBUS).  A file that changes while it is read is refused.
 
     Raises :class:`OSError` naming the path, or :class:`CdbFormatError`.
     """
+    name = os.fsdecode(path)
     try:
         # O_NONBLOCK: a FIFO must not block the open; it is refused below
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
-        e.filename = os.fsdecode(path)
+        e.filename = name
         raise
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fsdecode(path))
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
         if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
-        if st.st_size < lib.CDB_HEADER_SIZE:
-            raise CdbFormatError(path, f"{st.st_size} bytes: too short for a cdb file (2048 at least)")
         if st.st_size > lib.CDB_MAX_SIZE:
             raise CdbFormatError(path, "larger than 4 GiB: too large for a cdb file")
         try:
-            mm: MapLike = _read_all(fd, st.st_size) if _READ_NOT_MAP else mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            data = _read_all(fd, st.st_size)
+            after = os.fstat(fd)
         except OSError as e:
-            e.filename = os.fsdecode(path)
+            e.filename = name
             raise
     finally:
         os.close(fd)
-    buf = ffi.from_buffer(mm)
+    if len(data) != st.st_size or (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        raise CdbFormatError(path, "the file changed while it was read (install a new cdb file by renaming it "
+                                   "over the old one, never by writing into it)")
+    if _rules_text(data[:lib.CDB_HEADER_SIZE]):
+        raise CdbFormatError(path, f"this is rules text, not a compiled rules file; compile it first with "
+                                   f"cdbrules compile CDB TMP {name}")
+    if len(data) < lib.CDB_HEADER_SIZE:
+        raise CdbFormatError(path, f"{len(data)} bytes: too short for a cdb file (2048 at least)")
+    buf = ffi.from_buffer(data)
     c = ffi.new("struct cdb *")
-    if lib.cdb_init(c, buf, len(mm)) < 0:  # the size was checked above
+    if lib.cdb_init(c, buf, len(data)) < 0:  # the size was checked above
         raise CdbFormatError(path)
-    return mm, c, buf
+    return data, c, buf, st
 
 
 class Reader:
-    """A cdb file, mapped read-only.  Keys are bytes (a str key is encoded as UTF-8).
+    """A cdb file, read into memory when opened.  Keys are bytes (a str key is encoded as UTF-8).
 
     ``r[key]`` and :meth:`get` give the first value of a key, :meth:`get_all` every
     value; :meth:`keys`, :meth:`values` and :meth:`items` walk all records in file order,
     duplicates included, and ``len(r)`` counts them.  Values are ``bytes`` copies that stay
     valid after :meth:`close`.  One reader may serve many threads.
+
+    The reader answers from the file as it was when opened: a later change to the file
+    (even truncated or rewritten in place) does not reach it.  A damaged file gives
+    :class:`CdbFormatError` when a lookup reaches the damage, never a crash.
     """
 
     __slots__ = ("path", "_mm", "_c", "_buf", "_len")
 
     def __init__(self, path: PathLike) -> None:
         self.path = os.fsdecode(path)
-        mm, c, buf = open_map(path)
-        self._mm: Optional[MapLike] = mm  # None once closed
+        mm, c, buf, _ = read_cdb(path)
+        self._mm: Optional[bytes] = mm  # None once closed
         self._c: Any = c
-        self._buf: object = buf  # the buffer c points into: kept alive with the map
+        self._buf: object = buf  # the buffer c points into: kept alive with the bytes
         self._len: Optional[int] = None
 
     # -- lookups ------------------------------------------------------------------
-    # The three lookups below are the hot path: one cffi call, one slice of the map.
+    # The three lookups below are the hot path: one cffi call, one slice of the bytes.
     # A non-bytes key makes the call raise TypeError before any C runs; only then is it
-    # converted, so bytes keys pay for no type test.  The map is held in a local across the
-    # call, so a close() in another thread cannot unmap it under the C code.
+    # converted, so bytes keys pay for no type test.  The bytes are held in a local across
+    # the call, so a close() in another thread cannot free them under the C code.
     def get(self, key: Key, default: Optional[_T] = None) -> Union[bytes, _T, None]:
         """The first value of key, or default."""
         mm = self._mm
@@ -218,7 +234,7 @@ class Reader:
         return self._mm is None
 
     def close(self) -> None:
-        """Release the map.  A lookup still running in another thread finishes first."""
+        """Release the file's bytes.  A lookup still running in another thread finishes first."""
         self._c = _CLOSED
         self._buf = None
         self._mm = None

@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ._native import ffi, lib
 from .errors import CdbFormatError, PathLike
-from .reader import open_map
+from .reader import read_cdb
 
 __all__ = ["Decision", "Rules"]
 
@@ -178,9 +178,9 @@ _NO_MATCH = Decision(True, None, {})
 
 
 class _State:
-    """One loaded rules file, never changed after it is made: the map, the struct cdb the C
+    """One loaded rules file, never changed after it is made: its bytes, the struct cdb the C
     core reads and the decisions found so far.  A lookup holds its state for the whole call,
-    so a reload in another thread cannot unmap what it reads; the map goes with the last
+    so a reload in another thread cannot free what it reads; the bytes go with the last
     reference."""
 
     __slots__ = ("c", "mm", "buf", "cache", "envs", "sig", "path", "loaded")
@@ -198,16 +198,16 @@ class _State:
 
     @classmethod
     def load(cls, path: PathLike, verify: bool) -> "_State":
-        st = os.stat(path)
-        name = os.fsdecode(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+        """The file at path, read whole (see read_cdb); verify: refuse it unless it is a
+        whole cdb as a writer leaves it (rules_verify), not one cut short, grown or half
+        rewritten in place."""
+        mm, c, buf, st = read_cdb(path)
         if not stat.S_ISREG(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
-        mm, c, buf = open_map(path)
         if verify and lib.rules_verify(c) < 0:
-            raise CdbFormatError(path, "corrupt cdb file: a hash table or record points outside it")
-        return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), name, True)
+            raise CdbFormatError(path, "not a whole cdb file: cut short, grown, or a hash table or record "
+                                       "points outside it")
+        return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), os.fsdecode(path), True)
 
     @classmethod
     def empty(cls, path: str) -> "_State":
@@ -270,7 +270,7 @@ if hasattr(os, "register_at_fork"):
 class Rules:
     """A compiled rules file (``tcprules``/``cdbrules compile`` output), answering tcpserver's lookup.
 
-    ``Rules(path)`` maps the file; :meth:`check` and :meth:`check_many` return
+    ``Rules(path)`` reads the file into memory; :meth:`check` and :meth:`check_many` return
     :class:`Decision` objects.  One object may serve many threads.
 
     * ``missing_ok=True`` behaves like ``tcpserver -X``: while there is no file at ``path``

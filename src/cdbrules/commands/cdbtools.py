@@ -22,7 +22,7 @@ from typing import Any, Callable, NoReturn, Optional, Tuple
 from .._native import ffi, lib
 from .._output import SameFileError
 from ..errors import CdbFormatError, djb_strerror
-from ..reader import open_map
+from ..reader import read_cdb
 from ..writer import INPUT, MakeInputError, SizeLimitError, make as make_cdb
 from . import COMMANDS
 from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say
@@ -67,7 +67,7 @@ def _open(path: str, short: str) -> Tuple[Any, Any, Optional[int]]:
     short is what the classic tool says of a file too short to hold a header.
     """
     try:
-        mm, c, _buf = open_map(path)
+        mm, c, _buf, _ = read_cdb(path)
     except CdbFormatError as e:
         # too short for a header: what the classic tool says of that, and why
         word = short if "too short" in e.detail else "not a cdb file"
