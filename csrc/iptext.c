@@ -1,4 +1,4 @@
-/* iptext.c: tcpserver's address text (spec section 7) and host text (section 8). */
+/* iptext.c: tcpserver's address text and host text (docs/lookup.md). */
 #include <string.h>
 #include "iptext.h"
 

@@ -1,7 +1,7 @@
 /* iptext.h: addresses (and host names) as text, the way tcpserver puts them
  * in TCPREMOTEIP (and TCPREMOTEHOST).
  *
- * IPv6 uses the ucspi-tcp IPv6 patch's own format (spec section 7):
+ * IPv6 uses the ucspi-tcp IPv6 patch's own format (docs/lookup.md):
  * lowercase hex without leading zeros; the longest run of zero groups,
  * even a run of one, becomes "::" (the first of equal runs); addresses in
  * ::ffff:0:0/96 end in a dotted quad.  No zone. */

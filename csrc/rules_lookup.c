@@ -1,4 +1,4 @@
-/* rules_lookup.c: tcpserver's probe order (spec section 5) in one call. */
+/* rules_lookup.c: tcpserver's probe order (docs/lookup.md) in one call. */
 #include <errno.h>
 #include <stdlib.h>
 #include "cdb_int.h"
@@ -232,6 +232,8 @@ int64_t
 rules_check_tcp(const struct cdb *c, const char *ip, const char *host, const char *info, int forcev6)
 {
   size_t iplen = strlen(ip), hostlen = host ? strlen(host) : 0;
+  if (!c->map) /* closed: say so before judging the text */
+    return errno = EBADF, -1;
   if (!ip_is_tcpserver_text(ip, iplen, forcev6))
     return RULES_BAD_IP;
   if (host && !host_is_tcpserver_text(host, hostlen))
@@ -243,6 +245,8 @@ int64_t
 rules_check_tcpip(const struct cdb *c, const char *ip)
 {
   size_t iplen = strlen(ip);
+  if (!c->map)
+    return errno = EBADF, -1;
   if (!ip_is_tcpserver_text(ip, iplen, 0))
     return RULES_BAD_IP;
   return rules_lookup(c, ip, iplen, NULL, 0, NULL, 0);
@@ -252,6 +256,8 @@ int64_t
 rules_check_tcpip6(const struct cdb *c, const char *ip)
 {
   size_t iplen = strlen(ip);
+  if (!c->map)
+    return errno = EBADF, -1;
   if (!ip_is_tcpserver_text(ip, iplen, 1))
     return RULES_BAD_IP;
   return rules_lookup(c, ip, iplen, NULL, 0, NULL, 0);
@@ -264,6 +270,8 @@ _rules_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size
 {
   const char *p = ips, *end = ips + len;
   size_t n = 0;
+  if (!c->map)
+    return errno = EBADF, -1;
   for (;;) {
     const char *z = memchr(p, 0, (size_t)(end - p));
     size_t l = z ? (size_t)(z - p) : (size_t)(end - p);

@@ -1,4 +1,4 @@
-/* rules_parse.c: tcprules text to cdb records (spec sections 3, 4 and 9.2). */
+/* rules_parse.c: tcprules text to cdb records (docs/format.md). */
 #include <errno.h>
 #include <stdlib.h>
 #include "cdb_int.h"
@@ -88,7 +88,7 @@ _rules_add(struct rules_parser *p, const unsigned char *key, size_t klen, size_t
   return 0;
 }
 
-/* Store the rule for address a[0..n) (spec 3.7: ranges like 1.2.3.4-7). */
+/* Store the rule for address a[0..n) (docs/format.md, "Ranges": 1.2.3.4-7). */
 static int
 _rules_store(struct rules_parser *p, const unsigned char *line, size_t linelen, size_t n, size_t dlen)
 {

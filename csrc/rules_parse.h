@@ -3,7 +3,7 @@
  * Feed the text in pieces of any size; each complete line is parsed and
  * its records are added to the cdb_make at once, so memory grows with the
  * number of records, not with the text.  The grammar is tcprules' (see
- * the spec, sections 3 and 9.2): the separator is the first ':' followed
+ * docs/format.md): the separator is the first ':' followed
  * by "allow" or "deny"; a line with no ':' at all is skipped; a line with
  * ':' but no such separator is an error, never a hang. */
 #ifndef CDBRULES_RULES_PARSE_H

@@ -1,6 +1,6 @@
 """``cdbrules.compile`` against tcprules of both Debian builds, byte for byte.
 
-What is expected (spec 9.2): the separator is the first ':' followed by ``deny`` or
+What is expected (docs/compatibility.md, "Parsing"): the separator is the first ':' followed by ``deny`` or
 ``allow``, as in the v6 build; a line with no ':' at all is skipped, as the v4 build does
 (the v6 build hangs there); a line with a ':' but no such separator is an error, as the v4
 build says (the v6 build hangs there too).  So, line by line, cdbrules does what the v6
@@ -8,9 +8,9 @@ build does wherever that build terminates, and what the v4 build does where it h
 
 How each input is checked, without feeding the v6 build thousands of inputs it hangs on:
 
-* v6 oracle.  The lines the v6 build would hang on are predicted from spec 3.4: a line
-  with no ':' (which the v4 build skips: so do we) is taken out, and the text is cut just
-  before the first line that has a ':' but no separator.  The v6 build runs on what is left
+* v6 oracle.  The lines the v6 build would hang on are predicted from docs/format.md ("The
+  separator"): a line with no ':' (which the v4 build skips: so do we) is taken out, and
+  the text is cut just before the first line that has a ':' but no separator.  The v6 build runs on what is left
   (under a timeout it must not reach).  If it fails, we must fail on the same line; if it
   succeeds and nothing was cut, our cdb must be its cdb, byte for byte; if it succeeds but
   the text was cut, we must fail on the line where it was cut.
@@ -21,9 +21,10 @@ How each input is checked, without feeding the v6 build thousands of inputs it h
 * The hang prediction itself is checked on a sample: the v6 build runs on the whole input
   and must hang (spin without exiting) exactly when predicted, and otherwise end as we do.
 
-A hang is recognised by CPU time, not wall time: a tcprules that has burnt
-``HANG_CPU`` seconds on a few hundred bytes of input is in the loop (spec 3.4), however
-loaded the machine is.
+The line model and this oracle live in helpers.py (test_fuzz_regressions and
+test_compile_examples use them too).  A hang is recognised by CPU time, not wall time: a
+tcprules that has burnt ``HANG_CPU`` seconds on a few hundred bytes of input is in the
+loop (docs/format.md), however loaded the machine is.
 
 Size knobs (environment): ``CDBRULES_DIFF_N`` random files (default 5000),
 ``CDBRULES_DIFF_SEED`` (default fixed), ``CDBRULES_DIFF_HANGS`` hang predictions
@@ -33,25 +34,13 @@ verified on the v6 build (default 10), ``CDBRULES_HYPOTHESIS_N`` hypothesis exam
 
 from __future__ import annotations
 
-import concurrent.futures
-import io
 import os
 import random
-import shutil
-import signal
-import struct
-import subprocess
-import tempfile
-import threading
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List
 
 import pytest
 
-import cdbrules
-from cdbrules import RulesSyntaxError
+from helpers import BAD, NOCOLON, Checker, check_all, plan, predicted_hang, run_ours, run_tcprules, verify_hangs
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -61,363 +50,13 @@ DIFF_N = int(os.environ.get("CDBRULES_DIFF_N", "5000"))
 DIFF_SEED = int(os.environ.get("CDBRULES_DIFF_SEED", "3071988"))
 DIFF_HANGS = int(os.environ.get("CDBRULES_DIFF_HANGS", "10"))
 HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))
-HANG_CPU = 0.3  # seconds of CPU after which a tcprules on a small input is in the v6 loop
-WALL_LIMIT = 30.0  # seconds: nothing here may take that long, hang or not
-BATCH = 200  # files per batch: written, run through both references two at a time, compared
-
-PARSE_ERROR = b"tcprules: fatal: unable to parse this line: "
 
 
 # --------------------------------------------------------------------------------------
-# the model of spec 3.2-3.4 that predicts where each build splits a line (no parsing)
+# the examples of docs/format.md, by name
 
-
-def split_lines(text: bytes) -> List[bytes]:
-    """The lines of text, each with its '\\n' (the last may have none); only '\\n' ends a line."""
-    parts = text.split(b"\n")
-    lines = [p + b"\n" for p in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
-
-
-def trimmed(line: bytes) -> bytes:
-    """The line as tcprules prints it: trailing '\\n', space and tab removed."""
-    return line.rstrip(b" \t\n")
-
-
-def separator(t: bytes) -> Optional[int]:
-    """Index of the first ':' followed by 'deny' or 'allow' in the trimmed line t."""
-    i = t.find(b":")
-    while i >= 0:
-        if t[i + 1:i + 5] == b"deny" or t[i + 1:i + 6] == b"allow":
-            return i
-        i = t.find(b":", i + 1)
-    return None
-
-
-SKIP, NOCOLON, BAD, RULE, RULE6 = "skip", "nocolon", "bad", "rule", "rule6"
-
-
-def kind(line: bytes) -> str:
-    """skip: comment or blank; nocolon: v4 skips it, v6 hangs; bad: a ':' but no separator
-    (v4 error, v6 hangs); rule: both builds split at the same ':'; rule6: the separator is
-    not the first ':' (v6 splits there, v4 fails)."""
-    if line[:1] == b"#" or line == b"\n":
-        return SKIP
-    t = trimmed(line)
-    if b":" not in t:
-        return NOCOLON
-    sep = separator(t)
-    if sep is None:
-        return BAD
-    return RULE if sep == t.index(b":") else RULE6
-
-
-# --------------------------------------------------------------------------------------
-# outcomes: ("ok", cdb bytes) or ("error", the printed line, cut at its first NUL)
-
-Outcome = Tuple[str, bytes]
-
-
-def printed(line: bytes) -> bytes:
-    """What tcprules prints for a bad line: trimmed, then cut at the first NUL (a C string)."""
-    return trimmed(line).split(b"\0", 1)[0]
-
-
-def ref_outcome(rc: Optional[int], stderr: bytes, cdb: Path, what: str) -> Outcome:
-    if rc == 0:
-        return ("ok", cdb.read_bytes())
-    if rc == 100 and stderr.startswith(PARSE_ERROR) and stderr.endswith(b"\n") and stderr.count(b"\n") == 1:
-        return ("error", stderr[len(PARSE_ERROR):-1])
-    raise AssertionError(f"{what}: unexpected exit {rc}, stderr {stderr!r}")
-
-
-def records_in(cdb: bytes) -> int:
-    """The number of records of a cdb file (each owns two slots)."""
-    return sum(struct.unpack_from("<512I", cdb)[1::2]) // 2
-
-
-class Pieces(io.RawIOBase):
-    """A binary stream that hands the text out in small pieces of random size, so lines
-    span the parser's input pieces in every way."""
-
-    def __init__(self, data: bytes, rng: random.Random) -> None:
-        self.data, self.pos, self.rng = data, 0, rng
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: "memoryview") -> int:  # type: ignore[override]
-        n = min(len(b), len(self.data) - self.pos, self.rng.randint(1, 17))
-        b[:n] = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return n
-
-
-@dataclass
-class Ours:
-    outcome: Outcome
-    lineno: int  # the line we stopped at (1-based), or 0 when the compile succeeded
-    stats: Optional[cdbrules.CompileStats]
-
-
-def run_ours(data: bytes, work: Path, rng: Optional[random.Random] = None) -> Ours:
-    cdb, tmp = work / "ours.cdb", work / "ours.tmp"
-    src = Pieces(data, rng) if rng is not None else io.BytesIO(data)
-    try:
-        stats = cdbrules.compile(src, cdb, tmp)
-    except RulesSyntaxError as e:
-        assert not tmp.exists(), "a failed compile left TMP behind"
-        return Ours(("error", e.line.split(b"\0", 1)[0]), e.lineno, None)
-    assert not tmp.exists()
-    out = cdb.read_bytes()
-    cdb.unlink()
-    return Ours(("ok", out), 0, stats)
-
-
-# --------------------------------------------------------------------------------------
-# running the references
-
-
-@dataclass
-class Run:
-    rc: Optional[int]  # None: hung (killed)
-    stderr: bytes
-    cdb: Path
-
-
-def run_tcprules(prog: str, env: Dict[str, str], data: bytes, work: Path, tag: str) -> Run:
-    """tcprules CDB TMP < data in work; a hang (CPU time past HANG_CPU) is killed."""
-    inp, cdb, tmp = work / f"{tag}.in", work / f"{tag}.cdb", work / f"{tag}.tmp"
-    inp.write_bytes(data)
-    cpu_limit = HANG_CPU + len(data) * 1e-7  # 10 MB/s of CPU is far below tcprules' speed
-    for f in (cdb, tmp):
-        if f.exists():
-            f.unlink()
-    with open(inp, "rb") as stdin:
-        proc = subprocess.Popen(
-            [prog, str(cdb), str(tmp)], stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=env, cwd=work, start_new_session=True,
-        )
-    start = time.monotonic()
-    try:
-        while True:
-            try:
-                _, err = proc.communicate(timeout=0.05)
-                return Run(proc.returncode, err, cdb)
-            except subprocess.TimeoutExpired:
-                pass
-            if _cpu_seconds(proc.pid) >= cpu_limit or time.monotonic() - start > WALL_LIMIT:
-                os.killpg(proc.pid, signal.SIGKILL)
-                _, err = proc.communicate()
-                return Run(None, err, cdb)
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# --------------------------------------------------------------------------------------
-# the oracle
-
-
-@dataclass
-class Plan:
-    lines: List[bytes]
-    kinds: List[str]
-    v6_input: bytes  # the text the v6 build can run on without hanging
-    cut: Optional[int]  # index into lines of the line v6_input was cut before (a "bad" line)
-    dropped: bool  # lines with no ':' were taken out
-
-
-def plan(data: bytes) -> Plan:
-    lines = split_lines(data)
-    kinds = [kind(x) for x in lines]
-    keep: List[bytes] = []
-    cut = None
-    for i, (x, k) in enumerate(zip(lines, kinds)):
-        if k == BAD:
-            cut = i
-            break
-        if k != NOCOLON:
-            keep.append(x)
-    return Plan(lines, kinds, b"".join(keep), cut, NOCOLON in kinds[: cut if cut is not None else len(kinds)])
-
-
-def expected_v6(p: Plan, v6: Run) -> Outcome:
-    """What we must give, from the v6 build's run on p.v6_input."""
-    assert v6.rc is not None, f"the v6 build hung although no line was predicted to hang: {p.v6_input!r}"
-    got = ref_outcome(v6.rc, v6.stderr, v6.cdb, "v6 tcprules")
-    if got[0] == "ok" and p.cut is not None:
-        return ("error", printed(p.lines[p.cut]))
-    return got
-
-
-def expected_v4(p: Plan, ours: Ours) -> Optional[bytes]:
-    """The line the v4 build must fail on instead of giving our result (None: ours)."""
-    stop = ours.lineno if ours.lineno else len(p.lines)
-    for i in range(stop):
-        if p.kinds[i] == RULE6:
-            return printed(p.lines[i])
-    return None
-
-
-def predicted_hang(p: Plan, ours: Ours) -> Tuple[bool, bool]:
-    """(hangs, may instead fail) for the v6 build on the whole input.
-
-    It hangs at the first line with no separator (no ':' at all included) that it reaches;
-    it reaches a line if we did not stop before it.  The stale-buffer quirk (spec 3.4) can
-    turn a hang on a last line without a newline into a parse error of that line."""
-    stop = ours.lineno if ours.lineno else len(p.lines)
-    for i in range(stop):
-        if p.kinds[i] in (NOCOLON, BAD):
-            stale = p.kinds[i] == BAD and i == len(p.lines) - 1 and not p.lines[i].endswith(b"\n")
-            return True, stale
-    return False, False
-
-
-def describe(data: bytes) -> str:
-    r = repr(data)
-    return r if len(r) < 600 else r[:600] + "..."
-
-
-class Checker:
-    """Runs one input through ours and both references and says what differs."""
-
-    def __init__(self, refs: object, work: Path) -> None:
-        self.refs = refs
-        self.work = work
-        self.env = dict(refs.env)  # type: ignore[attr-defined]
-        self.counts: Dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def count(self, what: str) -> None:
-        with self._lock:
-            self.counts[what] = self.counts.get(what, 0) + 1
-
-    def references(self, data: bytes, slot: str) -> Tuple[Plan, Run, Run]:
-        """Both reference runs for data (thread-safe: its own files per slot)."""
-        d = self.work / slot
-        d.mkdir(exist_ok=True)
-        p = plan(data)
-        v6 = run_tcprules(self.refs.tcprules_v6, self.env, p.v6_input, d, "v6")  # type: ignore[attr-defined]
-        v4 = run_tcprules(self.refs.tcprules_v4, self.env, data, d, "v4")  # type: ignore[attr-defined]
-        return p, v6, v4
-
-    def compare(self, data: bytes, p: Plan, v6: Run, v4: Run, rng: Optional[random.Random] = None) -> List[str]:
-        """Problems found (empty: all agree).  Must run before the slot is reused."""
-        problems: List[str] = []
-        d = self.work / "ours"
-        d.mkdir(exist_ok=True)
-        ours = run_ours(data, d, rng)
-        want = expected_v6(p, v6)
-        if ours.outcome != want:
-            problems.append(f"v6: expected {_short(want)}, got {_short(ours.outcome)}")
-        if ours.outcome[0] == "error" and not (1 <= ours.lineno <= len(p.lines)
-                                               and printed(p.lines[ours.lineno - 1]) == ours.outcome[1]):
-            problems.append(f"error reported on line {ours.lineno}, which is not the line {ours.outcome[1]!r}")
-        if ours.stats is not None:
-            if ours.stats.lines != len(p.lines):
-                problems.append(f"stats.lines {ours.stats.lines} != {len(p.lines)}")
-            if ours.stats.keys != records_in(ours.outcome[1]):
-                problems.append(f"stats.keys {ours.stats.keys} != {records_in(ours.outcome[1])} records")
-        v4_line = expected_v4(p, ours)
-        assert v4.rc is not None, "the v4 build hung"
-        got4 = ref_outcome(v4.rc, v4.stderr, v4.cdb, "v4 tcprules")
-        want4 = ("error", v4_line) if v4_line is not None else ours.outcome
-        if got4 != want4:
-            problems.append(f"v4: expected {_short(want4)}, v4 gave {_short(got4)}")
-        self.count(f"ours {ours.outcome[0]}")
-        self.count("v4 differs (IPv6 separator)" if v4_line is not None else "v4 same as ours")
-        if p.cut is not None or p.dropped:
-            self.count("v6 would hang on the whole input")
-        return problems
-
-    def verify_hang(self, data: bytes, slot: str) -> List[str]:
-        """Run the v6 build on the whole input: it must hang exactly when predicted."""
-        d = self.work / slot
-        d.mkdir(exist_ok=True)
-        p = plan(data)
-        ours = run_ours(data, d)
-        hangs, may_fail = predicted_hang(p, ours)
-        v6 = run_tcprules(self.refs.tcprules_v6, self.env, data, d, "v6all")  # type: ignore[attr-defined]
-        if hangs:
-            if v6.rc is None:
-                self.count("v6 hang predicted and seen")
-                return []
-            if may_fail and v6.rc == 100 and v6.stderr == PARSE_ERROR + ours.outcome[1] + b"\n":
-                self.count("v6 stale-buffer parse error instead of a hang")
-                return []
-            return [f"predicted a v6 hang, but it exited {v6.rc} {v6.stderr!r}"]
-        if v6.rc is None:
-            return ["the v6 build hung where no hang was predicted"]
-        got = ref_outcome(v6.rc, v6.stderr, v6.cdb, "v6 tcprules")
-        self.count("v6 termination predicted and seen")
-        return [] if got == ours.outcome else [f"v6 on the whole input gave {_short(got)}, ours {_short(ours.outcome)}"]
-
-
-def _short(o: Outcome) -> str:
-    if o[0] == "ok":
-        return f"a cdb of {len(o[1])} bytes ({records_in(o[1])} records)"
-    return f"a parse error on {o[1][:200]!r}"
-
-
-def scratch_dir() -> Path:
-    """A scratch folder, on tmpfs when there is one: every run fsyncs its files."""
-    for base in (os.environ.get("CDBRULES_DIFF_DIR"), "/dev/shm", None):
-        if base is None or os.access(base, os.W_OK):
-            return Path(tempfile.mkdtemp(prefix="cdbrules-diff-", dir=base))
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture
-def checker(refs: object) -> Iterator[Checker]:
-    work = scratch_dir()
-    try:
-        yield Checker(refs, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def check_all(checker: Checker, inputs: Sequence[bytes], rng: Optional[random.Random] = None) -> List[str]:
-    """Check inputs, the reference runs two at a time; return the failures, described."""
-    failures: List[str] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        for start in range(0, len(inputs), BATCH):
-            batch = inputs[start:start + BATCH]
-            futures = [pool.submit(checker.references, data, f"s{i}") for i, data in enumerate(batch)]
-            for data, fut in zip(batch, futures):
-                p, v6, v4 = fut.result()
-                piecewise = rng if rng is not None and rng.random() < 0.3 else None
-                for problem in checker.compare(data, p, v6, v4, piecewise):
-                    failures.append(f"{describe(data)}: {problem}")
-    return failures
-
-
-def verify_hangs(checker: Checker, inputs: Sequence[bytes]) -> List[str]:
-    failures: List[str] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [(data, pool.submit(checker.verify_hang, data, f"h{i}")) for i, data in enumerate(inputs)]
-        for data, fut in futures:
-            failures += [f"{describe(data)}: {problem}" for problem in fut.result()]
-    return failures
-
-
-# --------------------------------------------------------------------------------------
-# the spec's examples (sections 3 and 4), by name
-
-SPEC_CASES: Dict[str, bytes] = {
-    # 3.2 pre-processing
+DOC_CASES: Dict[str, bytes] = {
+    # Comments and blank lines; Trailing blanks
     "comment": b"#\n#x:allow\n#c\r\n1.2.3.4:allow\n",
     "comment-not-col0": b" # x\n1.2.3.4:allow\n",
     "comment-not-col0-colon": b" # x:y\n",
@@ -427,12 +66,12 @@ SPEC_CASES: Dict[str, bytes] = {
     "blank-only-spaces": b"   \n\t\n1.2.3.4:allow\n",
     "only-cr": b"\r\n1.2.3.4:allow\n",
     "trailing-blanks": b"1.2.3.4:allow \t \n5.6.7.8:deny\t\n",
-    # 3.3 v4 separator
+    # The separator (v4 build)
     "no-colon-hello": b"hello world\n1.2.3.4:allow\n",
     "no-colon-allow": b"1.2.3.4 allow\n",
     "space-before-colon": b"1.2.3.4 :allow\n",
     "space-before-address": b" 1.2.3.4:allow\n",
-    # 3.4 v6 separator
+    # The separator (v6 build)
     "v6-loopback": b"::1:allow\n",
     "v6-address-deny": b"2001:db8::1:deny\n",
     "v6-a-b": b"a:b:allow\n",
@@ -460,7 +99,7 @@ SPEC_CASES: Dict[str, bytes] = {
     "stale-buffer-allow": b"1.2.3.4:allow\n1.2.3.4:allo",
     "hang-then-v6": b"hello\n::1:allow\n",
     "error-before-hang": b"1.2.3.4:allowx\nhello\n",
-    # 3.5 keyword
+    # allow and deny
     "allowx": b"1.2.3.4:allowx\n",
     "denyfoo": b"1.2.3.4:denyfoo\n",
     "allowdeny": b"1.2.3.4:allowdeny\n",
@@ -469,7 +108,7 @@ SPEC_CASES: Dict[str, bytes] = {
     "semicolon": b'1.2.3.4:allow;A="x"\n',
     "allow-comment": b"1.2.3.4:allow # comment\n",
     "Deny": b"1.2.3.4:Deny\n",
-    # 3.6 env items
+    # Environment items
     "items-run-together": b'1.2.3.4:allow,A="x"B="y"\n',
     "lone-comma": b"1.2.3.4:allow,\n",
     "no-equals": b"1.2.3.4:allow,FOO\n",
@@ -493,7 +132,7 @@ SPEC_CASES: Dict[str, bytes] = {
     "trailing-comma": b'1.2.3.4:allow,A="1",\n',
     "deny-with-items": b'1.2.3.4:deny,X="y"\n',
     "qmail-relay": b'127.:allow,RELAYCLIENT=""\n:allow\n',
-    # 3.7 ranges
+    # Ranges
     "range-37-40": b"1.2.3.37-40:allow\n",
     "range-middle": b"10.2-3.:allow\n",
     "range-first-prefix": b"1-3.:allow\n",
@@ -531,7 +170,7 @@ SPEC_CASES: Dict[str, bytes] = {
     "range-literal-info-host": b"x@a-b:deny\n",
     "range-literal-equals": b"1-2=:deny\n",
     "range-with-items": b'1.2.3.1-3:deny,A="1"\n',
-    # 3.8 and 4
+    # Keys are bytes; What a rule stores; Duplicate keys
     "cidr-and-odd-keys": b"10.0.0.0/8:deny\n2001:db8::/32:deny\n[1.2.3.4]:deny\nfe80::1%eth0:deny\n"
                          b"\xef\xbb\xbf1.2.3.4:deny\n1.2\x003.4:deny\n2001:DB8::1:deny\n",
     "empty-input": b"",
@@ -547,9 +186,9 @@ SPEC_CASES: Dict[str, bytes] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SPEC_CASES))
-def test_spec_example(checker: Checker, name: str) -> None:
-    data = SPEC_CASES[name]
+@pytest.mark.parametrize("name", sorted(DOC_CASES))
+def test_documented_example(checker: Checker, name: str) -> None:
+    data = DOC_CASES[name]
     failures = check_all(checker, [data])
     p = plan(data)
     if NOCOLON in p.kinds or BAD in p.kinds:
@@ -558,10 +197,10 @@ def test_spec_example(checker: Checker, name: str) -> None:
 
 
 def test_line_by_line_not_file_by_file(checker: Checker) -> None:
-    """Spec 9.2 decides per line.  Here the v6 build hangs on line 1 (no ':') and the v4
-    build fails on line 2 (an IPv6 address); we skip line 1 as v4 does and read line 2 as
-    v6 does: our cdb is the v6 build's for the text without line 1, which neither
-    reference produces for the whole text."""
+    """cdbrules decides per line (docs/compatibility.md, "Parsing").  Here the v6 build
+    hangs on line 1 (no ':') and the v4 build fails on line 2 (an IPv6 address); we skip
+    line 1 as v4 does and read line 2 as v6 does: our cdb is the v6 build's for the text
+    without line 1, which neither reference produces for the whole text."""
     data = b"hello\n::1:allow\n"
     d = checker.work
     v6_all = run_tcprules(checker.refs.tcprules_v6, checker.env, data, d, "v6all")  # type: ignore[attr-defined]
@@ -572,9 +211,9 @@ def test_line_by_line_not_file_by_file(checker: Checker) -> None:
 
 
 def test_hang_cases_do_hang(checker: Checker) -> None:
-    """The prediction is not vacuous: the inputs spec 3.4 lists as hangs hang the v6 build."""
-    names = [n for n in SPEC_CASES if n.startswith("hang-")]
-    verify_hangs(checker, [SPEC_CASES[n] for n in names])
+    """The prediction is not vacuous: the inputs docs/format.md lists as hangs hang the v6 build."""
+    names = [n for n in DOC_CASES if n.startswith("hang-")]
+    verify_hangs(checker, [DOC_CASES[n] for n in names])
     assert checker.counts.get("v6 hang predicted and seen", 0) == len(names), checker.counts
 
 
@@ -583,7 +222,7 @@ def test_hang_cases_do_hang(checker: Checker) -> None:
 
 
 class Gen:
-    """Random tcprules text: mostly valid, with every quirk of spec 3 and some breakage."""
+    """Random tcprules text: mostly valid, with every quirk of docs/format.md and some breakage."""
 
     def __init__(self, rng: random.Random) -> None:
         self.r = rng

@@ -7,18 +7,18 @@ import os
 import stat
 from typing import Any, Iterator, List, Optional, Tuple, TypeVar, Union
 
-from ._native import ffi, lib
-from .errors import CdbFormatError, PathLike
+from . import _bindings as C
+from ._bindings import Failed, cdb_count, cdb_find_all, cdb_records, closed_cdb, exception, open_cdb
+from .errors import CdbFormatError, PathLike, RulesTextError
 
 __all__ = ["Reader", "Key"]
 
 Key = Union[bytes, str]
 _T = TypeVar("_T")
-_BATCH = 4096
 
-_get = lib.cdb_get
+_get = C.cdb_get
 # A reader after close(): its map (the bytes) is NULL, which every C lookup refuses with EBADF.
-_CLOSED = ffi.new("struct cdb *")
+_CLOSED = closed_cdb()
 
 
 def _key(key: object) -> bytes:
@@ -40,10 +40,13 @@ def _read_all(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _rules_text(head: bytes) -> bool:
-    """Whether a file starting with head is rules text rather than a cdb: no NUL byte
-    (a cdb's header has one in every table position below 16 MiB) and a rule in it."""
-    return b"\0" not in head and (b":allow" in head or b":deny" in head)
+def _rules_text(data: bytes) -> bool:
+    """Whether the file data is rules text rather than a cdb: no NUL byte where a cdb has
+    its header (every table position below 16 MiB has one) and a rule in its first 64 KiB."""
+    if b"\0" in data[:C.CDB_HEADER_SIZE]:
+        return False
+    head = data[:1 << 16]
+    return b":allow" in head or b":deny" in head
 
 
 def read_cdb(path: PathLike) -> Tuple[bytes, Any, object, os.stat_result]:
@@ -54,7 +57,8 @@ def read_cdb(path: PathLike) -> Tuple[bytes, Any, object, os.stat_result]:
     grown in place) reaches these bytes, where a mapped file cut short kills the process
     that touches the lost pages (SIGBUS).  A file that changes while it is read is refused.
 
-    Raises :class:`OSError` naming the path, or :class:`CdbFormatError`.
+    Raises :class:`OSError` naming the path, or :class:`CdbFormatError`
+    (:class:`RulesTextError` for rules text that was never compiled).
     """
     name = os.fsdecode(path)
     try:
@@ -67,9 +71,9 @@ def read_cdb(path: PathLike) -> Tuple[bytes, Any, object, os.stat_result]:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
-        if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
-        if st.st_size > lib.CDB_MAX_SIZE:
+        if st.st_size > C.CDB_MAX_SIZE:
             raise CdbFormatError(path, "larger than 4 GiB: too large for a cdb file")
         try:
             data = _read_all(fd, st.st_size)
@@ -82,15 +86,14 @@ def read_cdb(path: PathLike) -> Tuple[bytes, Any, object, os.stat_result]:
     if len(data) != st.st_size or (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
         raise CdbFormatError(path, "the file changed while it was read (install a new cdb file by renaming it "
                                    "over the old one, never by writing into it)")
-    if _rules_text(data[:lib.CDB_HEADER_SIZE]):
-        raise CdbFormatError(path, f"this is rules text, not a compiled rules file; compile it first with "
-                                   f"cdbrules compile CDB TMP {name}")
-    if len(data) < lib.CDB_HEADER_SIZE:
+    if _rules_text(data):
+        raise RulesTextError(path)
+    if len(data) < C.CDB_HEADER_SIZE:
         raise CdbFormatError(path, f"{len(data)} bytes: too short for a cdb file (2048 at least)")
-    buf = ffi.from_buffer(data)
-    c = ffi.new("struct cdb *")
-    if lib.cdb_init(c, buf, len(data)) < 0:  # the size was checked above
-        raise CdbFormatError(path)
+    try:
+        c, buf = open_cdb(data)
+    except CdbFormatError:  # (the size was checked above)
+        raise CdbFormatError(path) from None
     return data, c, buf, st
 
 
@@ -121,7 +124,8 @@ class Reader:
     # The three lookups below are the hot path: one cffi call, one slice of the bytes.
     # A non-bytes key makes the call raise TypeError before any C runs; only then is it
     # converted, so bytes keys pay for no type test.  The bytes are held in a local across
-    # the call, so a close() in another thread cannot free them under the C code.
+    # the call (read before _c: close() clears _c first), so a close() in another thread
+    # cannot free them under the C code.
     def get(self, key: Key, default: Optional[_T] = None) -> Union[bytes, _T, None]:
         """The first value of key, or default."""
         mm = self._mm
@@ -150,7 +154,7 @@ class Reader:
         raise self._error()
 
     def __contains__(self, key: object) -> bool:
-        mm = self._mm  # noqa: F841 - held so that the bytes c points into outlive the call
+        mm = self._mm  # noqa: F841 - held for the call, as in get
         try:
             r = _get(self._c, key, len(key))  # type: ignore[arg-type]
         except TypeError:
@@ -163,39 +167,21 @@ class Reader:
     def get_all(self, key: Key) -> List[bytes]:
         """Every value of key, in file order (empty when absent)."""
         k = _key(key)
-        # f points at c, c into the bytes of mm, f at the key: all three are held until the
-        # walk ends, whatever close() does meanwhile (mm is read first: close() clears _c first)
-        mm = self._mm
-        c = self._c
-        kbuf = ffi.from_buffer(k)
-        f = ffi.new("struct cdb_find *")
-        if lib.cdb_findstart(f, c, kbuf, len(k)) < 0:
-            raise self._error()
-        out: List[bytes] = []
-        while True:
-            r = lib.cdb_findnext(f)
-            if r == 0:
-                return out
-            if r < 0:
-                raise self._error()
-            out.append(mm[f.dpos:f.dpos + f.dlen])  # type: ignore[index]
+        mm = self._mm  # held for the whole walk; the generator holds the struct cdb and the key
+        try:
+            return [mm[p:p + n] for p, n in cdb_find_all(self._c, k)]  # type: ignore[index]
+        except Failed as f:
+            raise self._error(f.code) from None
 
     # -- iteration ----------------------------------------------------------------
     def _records(self) -> Iterator[Tuple[int, int, int]]:
         mm, c = self._mm, self._c
         if mm is None:
             raise ValueError("I/O operation on a closed cdb Reader")
-        pos = ffi.new("uint32_t *", lib.CDB_HEADER_SIZE)
-        out = ffi.new("uint32_t[]", 3 * _BATCH)
-        while True:
-            n = lib.cdb_seqbatch(c, pos, out, _BATCH)
-            if n < 0:
-                raise self._error()
-            if n == 0:
-                return
-            vals = ffi.unpack(out, 3 * n)
-            for i in range(0, 3 * n, 3):
-                yield vals[i], vals[i + 1], vals[i + 2]
+        try:
+            yield from cdb_records(c)
+        except Failed as f:
+            raise self._error(f.code) from None
 
     def items(self) -> Iterator[Tuple[bytes, bytes]]:
         """(key, value) for every record, in file order."""
@@ -219,13 +205,13 @@ class Reader:
 
     def __len__(self) -> int:
         if self._len is None:
-            mm = self._mm  # held for the call (see get_all)
+            mm = self._mm  # held for the call, as in get
             if mm is None:
                 raise ValueError("I/O operation on a closed cdb Reader")
-            n = lib.cdb_count(self._c)
-            if n < 0:
-                raise self._error()
-            self._len = int(n)
+            try:
+                self._len = cdb_count(self._c)
+            except Failed as f:
+                raise self._error(f.code) from None
         return self._len
 
     # -- life cycle ---------------------------------------------------------------
@@ -249,7 +235,6 @@ class Reader:
         state = "closed" if self._mm is None else "open"
         return f"<cdbrules.Reader {self.path!r} {state}>"
 
-    def _error(self) -> Exception:
-        if self._mm is None or ffi.errno == errno.EBADF:
-            return ValueError("I/O operation on a closed cdb Reader")
-        return CdbFormatError(self.path, "corrupt cdb file: an offset or length points outside it")
+    def _error(self, code: Optional[int] = None) -> Exception:
+        """The exception for a failed C call (errno code, this thread's errno when None)."""
+        return exception(code, self.path, closed=self._mm is None)

@@ -2,19 +2,23 @@
 
 ``Rules(path).check(ip, host, info)`` gives the :class:`Decision` tcpserver would make for a
 connection, from a rules file compiled by ``cdbrules compile`` or the real ``tcprules``.
-Every key of the lookup order (spec section 5, IPv6 boundaries included) is tried in one C
-call; the matched record is decoded once per loaded file and its :class:`Decision` reused.
+Every key of the lookup order (docs/lookup.md, "The lookup order"; IPv6 boundaries
+included) is tried in one C call; the matched record is decoded once per loaded file and its
+:class:`Decision` reused.
 
 tcpserver reopens the rules file for every connection, so a recompiled file takes effect at
 once.  A long-lived :class:`Rules` does the same cheaply: at most every ``reload_interval``
 seconds it compares the path's device, inode, size and modification time with those of the
 file it has loaded, and swaps in the new file when they differ.
+
+The file is read into memory, never mapped: a file truncated or rewritten in place can only
+be refused (the last good rules stay in force), never kill the process (docs/lookup.md).
 """
 
 from __future__ import annotations
 
 import array
-import errno
+import ipaddress
 import logging
 import math
 import os
@@ -26,8 +30,11 @@ import weakref
 from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ._native import ffi, lib
+from . import _bindings as C
+from ._bindings import (Failed, closed_cdb, exception, host_is_tcpserver_text, ip_is_tcpserver_text, open_cdb,
+                        rules_probes, rules_verify)
 from .errors import CdbFormatError, PathLike
+from .iptext import tcpserver_ip
 from .reader import read_cdb
 
 __all__ = ["Decision", "Rules"]
@@ -35,22 +42,30 @@ __all__ = ["Decision", "Rules"]
 log = logging.getLogger("cdbrules")
 
 Text = Union[str, bytes]
+#: A client address: text as tcpserver writes TCPREMOTEIP, an ipaddress object, or a socket
+#: address tuple as accept() and getpeername() give it.
+Address = Union[str, bytes, ipaddress.IPv4Address, ipaddress.IPv6Address, Tuple[Any, ...]]
 
 # The C functions and the clock, bound once: the hot path reads no attribute chains.
-_check_ip = lib.rules_check_ip
-_check = lib.rules_check
-_check_many = lib.rules_check_many
+_check_ip = C.rules_check_ip
+_check = C.rules_check
+_check_many = C.rules_check_many
+_check_tcp = C.rules_check_tcp
+_check_many_tcp = C.rules_check_many_tcp
+_BAD_IP = C.RULES_BAD_IP
+_BAD_HOST = C.RULES_BAD_HOST
+_TEXT_TYPES = (str, bytes, bytearray, memoryview)
 _monotonic = time.monotonic
-_NULL = ffi.NULL
-_from_buffer = ffi.from_buffer
+_NULL = C.NULL
+_int64s = C.int64_array
 _ZEROS = array.array("q", [0])  # check_many's results, int64 each
 
 # Decisions kept per loaded file: enough for every record of any sane rules file, a bound
 # for a hostile one (a decision is still made past it, just not kept).
 _CACHE_MAX = 1 << 16
-_recspan = lib.cdb_recspan
-_HEAD = lib.CDB_RECORD_HEAD
-_NO_SPAN = (1 << 64) - 1
+_recspan = C.cdb_recspan
+_HEAD = C.CDB_RECORD_HEAD
+_NO_SPAN = C.NO_SPAN
 _new_object = object.__new__
 _set_attr = object.__setattr__
 
@@ -74,6 +89,39 @@ def _text(value: object, what: str) -> bytes:
 def _opt(value: object, what: str) -> Any:
     """An optional lookup argument: NULL when absent (None), present even when empty."""
     return _NULL if value is None else _text(value, what)
+
+
+def _bad_ip(b: bytes, forcev6: int, where: str = "") -> ValueError:
+    """The error for ip text tcpserver never passes, saying what it would have passed."""
+    text = b.decode("utf-8", "surrogateescape")
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return ValueError(f"{where}ip {text!r} is not an address as tcpserver writes it in TCPREMOTEIP "
+                          "(pass the text it writes, an ipaddress object or a socket address)")
+    want = tcpserver_ip(addr, forcev6=bool(forcev6))
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None and not forcev6:
+        return ValueError(f"{where}ip {text!r}: tcpserver looks an IPv4 client up by its dotted quad, {want!r} "
+                          "(pass the socket address or an ipaddress object, or use Rules(..., forcev6=True) "
+                          "for tcpserver -6)")
+    if forcev6 and addr.version == 4:
+        return ValueError(f"{where}ip {text!r}: under tcpserver -6 (forcev6) an IPv4 client is {want!r}")
+    return ValueError(f"{where}ip {text!r} is not written as tcpserver writes it: {want!r}")
+
+
+def _tcpserver_host(h: bytes) -> bytes:
+    """host as tcpserver would have written it in TCPREMOTEHOST: ASCII letters in lower case,
+    no trailing dot (but the root's "."); ValueError for a name it never writes."""
+    if host_is_tcpserver_text(h):
+        return h
+    low = h.lower()
+    if low.endswith(b".") and not low.endswith(b".."):  # "." itself stays: it is valid already
+        low = low[:-1]
+    if host_is_tcpserver_text(low):
+        return low
+    raise ValueError(f"host {h.decode('utf-8', 'surrogateescape')!r} is not a name tcpserver writes in "
+                     "TCPREMOTEHOST (labels of letters, digits, - and _, other bytes as \\ooo, one dot between "
+                     "labels)")
 
 
 def data_entries(data: bytes) -> List[bytes]:
@@ -204,7 +252,7 @@ class _State:
         mm, c, buf, st = read_cdb(path)
         if not stat.S_ISREG(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
-        if verify and lib.rules_verify(c) < 0:
+        if verify and not rules_verify(c):
             raise CdbFormatError(path, "not a whole cdb file: cut short, grown, or a hash table or record "
                                        "points outside it")
         return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), os.fsdecode(path), True)
@@ -212,15 +260,13 @@ class _State:
     @classmethod
     def empty(cls, path: str) -> "_State":
         """No rules: every lookup finds nothing (tcpserver -X without the file)."""
-        buf = ffi.from_buffer(_EMPTY_CDB)
-        c = ffi.new("struct cdb *")
-        lib.cdb_init(c, buf, len(_EMPTY_CDB))
+        c, buf = open_cdb(_EMPTY_CDB)
         return cls(c, _EMPTY_CDB, buf, None, path, False)
 
     @classmethod
     def closed(cls, path: str) -> "_State":
         """After close(): a struct cdb without a map, which every lookup refuses (EBADF)."""
-        return cls(ffi.new("struct cdb *"), None, None, None, path, False)
+        return cls(closed_cdb(), None, None, None, path, False)
 
     def decide(self, r: int) -> Decision:
         """The decision for lookup result r (a record position; -1: the C error)."""
@@ -243,14 +289,9 @@ class _State:
             self.cache[r] = d
         return d
 
-    def error(self) -> Exception:
-        """The exception for a failed C lookup, from the errno it left."""
-        code = ffi.errno
-        if self.mm is None or code == errno.EBADF:
-            return ValueError("I/O operation on closed Rules")
-        if code == errno.ENOMEM:
-            return MemoryError()
-        return CdbFormatError(self.path, "corrupt cdb file: an offset or length points outside it")
+    def error(self, code: Optional[int] = None) -> Exception:
+        """The exception for a failed C lookup, from the errno it left (or code)."""
+        return exception(code, self.path, what="closed Rules", closed=self.mm is None)
 
 
 # Every Rules object, so that a forked child gets fresh reload locks: a lock another thread
@@ -270,8 +311,27 @@ if hasattr(os, "register_at_fork"):
 class Rules:
     """A compiled rules file (``tcprules``/``cdbrules compile`` output), answering tcpserver's lookup.
 
-    ``Rules(path)`` reads the file into memory; :meth:`check` and :meth:`check_many` return
-    :class:`Decision` objects.  One object may serve many threads.
+    ``Rules(path)`` reads the file into memory; :meth:`check` and :meth:`check_many`
+    return :class:`Decision` objects.  One object may serve many threads.
+
+    What a lookup takes (wrong input is an error, never a silent default-rule answer):
+
+    * ``ip``: the text tcpserver writes in TCPREMOTEIP: a dotted quad, or IPv6 as the IPv6
+      patch writes it (:func:`cdbrules.tcpserver_ip`); or an :mod:`ipaddress` object or a
+      socket address tuple (``accept()``'s peer), which are written that way first (so the
+      peer ``::ffff:192.0.2.7`` of a dual-stack socket is ``192.0.2.7``).  Any other text
+      (``"::ffff:192.0.2.7"``, ``"2001:DB8::1"``, ``"192.0.2.7\\n"``, ``""``) is a
+      ValueError that says what tcpserver would have written.
+    * ``host``: TCPREMOTEHOST as tcpserver writes it: lower case, no trailing dot, bytes
+      other than letters, digits, ``-`` and ``_`` as ``\\ooo`` escapes.  Upper case and
+      one trailing dot are written that way before the lookup (``MX.Example.COM.`` matches
+      ``=.example.com``); a name tcpserver never writes is a ValueError.
+    * ``info``: TCPREMOTEINFO, the ident reply: any text without NUL.
+    * ``exact=True``: tcprulescheck's view instead: text used byte for byte, nothing
+      checked or rewritten (``cdbrules check`` uses it to print what tcprulescheck prints).
+
+    * ``forcev6=True`` looks clients up as ``tcpserver -6`` does: an IPv4 client as
+      ``::ffff:a.b.c.d``, and a dotted quad is then refused.
 
     * ``missing_ok=True`` behaves like ``tcpserver -X``: while there is no file at ``path``
       there are no rules (every connection allowed, no environment).  Without it a missing
@@ -286,23 +346,27 @@ class Rules:
       the ``cdbrules`` logger, once per bad file.
 
     The file first opened is accepted the way tcpserver accepts it: damage surfaces only if
-    a lookup reaches it, as :class:`CdbFormatError`.  A replacement must first pass a check
-    of every hash table, after which no lookup can fail.
+    a lookup reaches it, as :class:`CdbFormatError`.  Rules text that was never compiled is
+    refused at once (:class:`cdbrules.RulesTextError`).  A replacement must first pass a
+    check of the whole file (every hash table in place, up to the end of the file), after
+    which no lookup can fail; a file cut short, grown or half rewritten in place fails it.
     """
 
     __slots__ = ("path", "_path", "_state", "_deadline", "_interval", "_lock",
-                 "_bad", "reload_error", "__weakref__")
+                 "_bad", "reload_error", "_v6", "_tcpip", "__weakref__")
 
     reload_error: Optional[BaseException]
 
     def __init__(self, path: PathLike, *, missing_ok: bool = False,
-                 reload_interval: Optional[float] = 1.0) -> None:
+                 reload_interval: Optional[float] = 1.0, forcev6: bool = False) -> None:
         if reload_interval is not None and (not isinstance(reload_interval, (int, float))
                                             or math.isnan(reload_interval) or reload_interval < 0):
             raise ValueError(f"reload_interval must be a number of seconds >= 0 or None, not {reload_interval!r}")
         self._path = path
         self.path = os.fsdecode(path)
         self._interval = math.inf if reload_interval is None else float(reload_interval)
+        self._v6 = 1 if forcev6 else 0
+        self._tcpip = C.rules_check_tcpip6 if forcev6 else C.rules_check_tcpip
         self._lock = threading.Lock()
         _LIVE.add(self)
         self._bad: object = None  # the signature of the file last found unusable
@@ -316,35 +380,64 @@ class Rules:
         self._deadline = _monotonic() + self._interval
 
     # -- lookups ------------------------------------------------------------------
-    def check(self, ip: Text, host: Optional[Text] = None, info: Optional[Text] = None) -> Decision:
-        """The decision for a connection from ``ip`` (the text tcpserver puts in TCPREMOTEIP;
-        see :func:`cdbrules.tcpserver_ip`), with TCPREMOTEHOST ``host`` and TCPREMOTEINFO
-        ``info`` (None: absent; ``""`` is present and empty).  Text is used as given, byte
-        for byte, like tcprulescheck does."""
+    def check(self, ip: Address, host: Optional[Text] = None, info: Optional[Text] = None, *,
+              exact: bool = False) -> Decision:
+        """The decision for a connection from ``ip`` with TCPREMOTEHOST ``host`` and
+        TCPREMOTEINFO ``info`` (None: absent; ``""`` is present and empty).  What each may
+        be, and ``exact``: see the class."""
         if _monotonic() >= self._deadline:
             self._poll()
         st = self._state
         try:
-            if "\0" in ip:
+            if "\0" in ip:  # type: ignore[operator]
                 raise ValueError
             b = ip.encode()  # type: ignore[union-attr]
         except (TypeError, ValueError, AttributeError):
-            b = _text(ip, "ip")
-        if host is None and info is None:
-            r = _check_ip(st.c, b)
-        else:
-            r = _check(st.c, b, _opt(host, "host"), _opt(info, "info"))
+            b = self._ip(ip)
+        if host is not None or info is not None:
+            return self._lookup(st, b, host, info, exact)
+        r = _check_ip(st.c, b) if exact else self._tcpip(st.c, b)
         try:
             return st.cache[r]
         except KeyError:
+            if r == _BAD_IP:
+                raise _bad_ip(b, self._v6) from None
             return st.decide(r)
 
-    def check_many(self, ips: Iterable[Text], hosts: Optional[Iterable[Optional[Text]]] = None,
-                   infos: Optional[Iterable[Optional[Text]]] = None) -> List[Decision]:
+    def _ip(self, ip: object) -> bytes:
+        """ip as the text to look up: objects and socket addresses written as tcpserver does."""
+        if isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address, tuple)):
+            return tcpserver_ip(ip, forcev6=bool(self._v6)).encode()
+        if isinstance(ip, _TEXT_TYPES):
+            return _text(ip, "ip")
+        raise TypeError(f"ip must be str, bytes, an ipaddress address or a socket address tuple, "
+                        f"not {type(ip).__name__}")
+
+    def _lookup(self, st: _State, b: bytes, host: Optional[Text], info: Optional[Text], exact: bool) -> Decision:
+        """A lookup with a host or an info (b: the ip text, not checked yet)."""
+        hb, ib = _opt(host, "host"), _opt(info, "info")
+        if exact:
+            r = _check(st.c, b, hb, ib)
+        else:
+            r = _check_tcp(st.c, b, hb, ib, self._v6)
+            if r == _BAD_HOST:  # write it as tcpserver would have, or refuse it
+                r = _check_tcp(st.c, b, _tcpserver_host(hb), ib, self._v6)
+            if r == _BAD_IP:
+                raise _bad_ip(b, self._v6)
+        d = st.cache.get(r)
+        return d if d is not None else st.decide(r)
+
+    def check_many(self, ips: Iterable[Address], hosts: Optional[Iterable[Optional[Text]]] = None,
+                   infos: Optional[Iterable[Optional[Text]]] = None, *, exact: bool = False) -> List[Decision]:
         """:meth:`check` for many connections, all against the same loaded file.
 
-        ``hosts`` and ``infos``, when given, pair up with ``ips`` (same length; None items
-        are absent).  With neither, the whole list is answered in one C call."""
+        ``ips`` is a sequence (or iterable) of addresses; a single str or bytes is a
+        TypeError.  ``hosts`` and ``infos``, when given, pair up with ``ips`` (same length;
+        None items are absent).  With neither, the whole list is answered in one C call."""
+        for name, seq in (("ips", ips), ("hosts", hosts), ("infos", infos)):
+            if isinstance(seq, _TEXT_TYPES):
+                raise TypeError(f"check_many: {name} must be a sequence with one item per connection, "
+                                f"not one {type(seq).__name__} (for one connection: check_many([ip]))")
         if _monotonic() >= self._deadline:
             self._poll()
         st = self._state
@@ -362,13 +455,20 @@ class Rules:
                     raise ValueError
                 b = joined.encode()
             except (TypeError, ValueError):
-                b = b"\0".join([_text(ip, "ip") for ip in ips])
+                b = b"\0".join([self._ip(ip) for ip in ips])
             out = _ZEROS * n
-            if _check_many(st.c, b, len(b), _from_buffer("int64_t[]", out), n) < 0:
+            if exact:
+                rc = _check_many(st.c, b, len(b), _int64s(out), n)
+            else:
+                rc = _check_many_tcp(st.c, b, len(b), _int64s(out), n, self._v6)
+            if rc < 0:
                 raise st.error()
             try:
                 return list(map(st.cache.__getitem__, out))
-            except KeyError:  # a rule not decoded yet
+            except KeyError:  # a rule not decoded yet, or an address refused
+                if _BAD_IP in out:
+                    i = out.index(_BAD_IP)
+                    raise _bad_ip(self._ip(ips[i]), self._v6, f"check_many: item {i}: ") from None
                 get = st.cache.get
                 decide = st.decide
                 return [get(r) or decide(r) for r in out]
@@ -376,41 +476,31 @@ class Rules:
         fs: Sequence[Optional[Text]] = [None] * n if infos is None else list(infos)
         if len(hs) != n or len(fs) != n:
             raise ValueError(f"check_many: {n} ips but {len(hs)} hosts and {len(fs)} infos")
-        cache = st.cache
-        res = []
-        for ip, host, info in zip(ips, hs, fs):
-            r = _check(st.c, _text(ip, "ip"), _opt(host, "host"), _opt(info, "info"))
-            d = cache.get(r)
-            res.append(d if d is not None else st.decide(r))
-        return res
+        return [self._lookup(st, self._ip(ip), host, info, exact) for ip, host, info in zip(ips, hs, fs)]
 
-    def explain(self, ip: Text, host: Optional[Text] = None,
-                info: Optional[Text] = None) -> List[Tuple[bytes, bool]]:
+    def explain(self, ip: Address, host: Optional[Text] = None, info: Optional[Text] = None, *,
+                exact: bool = False) -> List[Tuple[bytes, bool]]:
         """Every key :meth:`check` tries for this connection, in order, up to the one that
         matched: ``(key, matched)`` pairs, the last one matched unless nothing did."""
         if _monotonic() >= self._deadline:
             self._poll()
         st = self._state
-        b = _text(ip, "ip")
+        b = self._ip(ip)
         hb = None if host is None else _text(host, "host")
         ib = None if info is None else _text(info, "info")
-        # The C iterator keeps pointers into these: they must outlive the walk.
-        args = [ffi.from_buffer(x) if x is not None else _NULL for x in (b, hb, ib)]
-        buf = ffi.new("unsigned char[]", lib.rules_probe_bufsize(len(b), len(hb or b""), len(ib or b"")))
-        pr = ffi.new("struct rules_probe *")
-        lib.rules_probe_start(pr, args[0], len(b), args[1], len(hb or b""), args[2], len(ib or b""), buf)
-        key = ffi.new("const unsigned char **")
-        klen = ffi.new("size_t *")
-        rpos = ffi.new("uint32_t *")
+        if not exact:
+            if not ip_is_tcpserver_text(b, bool(self._v6)):
+                raise _bad_ip(b, self._v6)
+            if hb is not None:
+                hb = _tcpserver_host(hb)
         out: List[Tuple[bytes, bool]] = []
-        while lib.rules_probe_next(pr, key, klen):
-            k = ffi.buffer(key[0], klen[0])[:]
-            r = lib.cdb_find(st.c, key[0], klen[0], rpos)
-            if r < 0:
-                raise st.error()
-            out.append((k, r > 0))
-            if r:
-                break
+        try:
+            for k, r in rules_probes(st.c, b, hb, ib):
+                out.append((k, r > 0))
+                if r:
+                    break
+        except Failed as f:
+            raise st.error(f.code) from None
         return out
 
     # -- reloading ----------------------------------------------------------------

@@ -1,9 +1,10 @@
 """``cdbrules check CDB [IP [HOST [INFO]]]``: a drop-in for ``tcprulescheck CDB``.
 
-Standard output and exit codes are tcprulescheck's, byte for byte (spec section 5.1), which
-prints a rule's data the way tcprulescheck walks it: it stops at the first ``D`` entry and
-shows ``+`` entries as they are, ``=`` or not.  ``--json`` prints the decision tcpserver
-makes instead (:class:`cdbrules.Decision`), and ``--explain`` every key tried, in order.
+Standard output and exit codes are tcprulescheck's, byte for byte (docs/lookup.md, "What
+tcprulescheck prints"), which prints a rule's data the way tcprulescheck walks it: it stops
+at the first ``D`` entry and shows ``+`` entries as they are, ``=`` or not.  ``--json``
+prints the decision tcpserver makes instead (:class:`cdbrules.Decision`), and ``--explain``
+every key tried, in order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import CdbFormatError, djb_strerror
+from ..errors import CdbFormatError, RulesTextError, djb_strerror
 from ..rules import Decision, Rules, data_entries
 from . import COMMANDS
 from ._common import EXIT_OK, EXIT_TEMP, say
@@ -105,11 +106,15 @@ def run(ns: argparse.Namespace) -> int:
     ip, host, info = _connection(ns)
     try:
         with Rules(ns.cdb, reload_interval=None) as rules:
-            d = rules.check(ip, host, info)
-            probes = rules.explain(ip, host, info) if ns.explain else None
+            # exact: the text as given, byte for byte, as tcprulescheck uses it
+            d = rules.check(ip, host, info, exact=True)
+            probes = rules.explain(ip, host, info, exact=True) if ns.explain else None
+    except RulesTextError as e:  # say what to do instead of "protocol error"
+        say(f"fatal: unable to read {ns.cdb}: {e.detail}")
+        return EXIT_TEMP
     except (CdbFormatError, IsADirectoryError):
         # tcprulescheck: EPROTO for a damaged file (it crashes on a directory; a clean
-        # reimplementation says protocol error there too, spec 9.6)
+        # reimplementation says protocol error there too: docs/compatibility.md, "Checking and lookups")
         return _unreadable(ns.cdb, errno.EPROTO)
     except OSError as e:
         return _unreadable(ns.cdb, e.errno)
