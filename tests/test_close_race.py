@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Tuple
 import pytest
 
 from cdbrules import Reader, Rules, compile as compile_rules
+from cdbrules._bindings import cdb_hash
 
 TRIALS = int(os.environ.get("CDBRULES_CLOSE_RACE_N", "15"))
 VALUES = 200_000
@@ -78,13 +79,6 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Reader(p) as r:  # the layout is the format's: the C reader finds everything
         assert r.get_all(b"k") == [v for k, v in recs if k == b"k"] and r[b"after"] == b"y" and len(r) == len(recs)
     return p
-
-
-def cdb_hash(key: bytes) -> int:
-    h = 5381
-    for c in key:
-        h = ((h << 5) + h ^ c) & 0xFFFFFFFF
-    return h
 
 
 def _race(open_: Callable[[], object], call: Callable[[object], object], check: Callable[[object], None],

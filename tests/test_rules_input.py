@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdbrules import CdbFormatError, Reader, Rules, compile as compile_rules, tcpserver_ip
-from test_cdb_cli import run_cli
+from helpers import run_cli
 
 HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))
 
