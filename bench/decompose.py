@@ -56,7 +56,7 @@ def _rows(path: Path, keys: List[bytes]) -> Tuple[List[Tuple[str, str, Dict[str,
 
     r = Reader(path)
     db = cdbx.CDB(str(path))
-    _, c, buf, _ = read_cdb(path)
+    _, c, buf, _, _ = read_cdb(path)
     closed = ffi.new("struct cdb *")
     g: Dict[str, object] = dict(keys=keys, f=lib.cdb_get, c=c, closed=closed, rget=r.get, r=r,
                                 xget=db.get, db=db)

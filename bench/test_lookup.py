@@ -65,7 +65,7 @@ def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
                 cdb_get(closed, k, len(k))
 
         return Impl(run, None)
-    _, c, buf, _ = read_cdb(kf.path)
+    _, c, buf, _, _ = read_cdb(kf.path)
 
     def run_probe() -> None:
         for k in batches():

@@ -192,7 +192,7 @@ def test_rules_check(benchmark, rules: RulesFile, row: str) -> None:  # type: ig
             from cdbrules._native import ffi, lib
             from cdbrules.reader import read_cdb
 
-            _, c, buf, _ = read_cdb(rules.path)
+            _, c, buf, _, _ = read_cdb(rules.path)
             closers.append(lambda: ffi.release(buf))
             rci = lib.rules_check_ip
             for ip in probes:

@@ -244,23 +244,13 @@ rules_check_tcp(const struct cdb *c, const char *ip, const char *host, const cha
 int64_t
 rules_check_tcpip(const struct cdb *c, const char *ip)
 {
-  size_t iplen = strlen(ip);
-  if (!c->map)
-    return errno = EBADF, -1;
-  if (!ip_is_tcpserver_text(ip, iplen, 0))
-    return RULES_BAD_IP;
-  return rules_lookup(c, ip, iplen, NULL, 0, NULL, 0);
+  return rules_check_tcp(c, ip, NULL, NULL, 0);
 }
 
 int64_t
 rules_check_tcpip6(const struct cdb *c, const char *ip)
 {
-  size_t iplen = strlen(ip);
-  if (!c->map)
-    return errno = EBADF, -1;
-  if (!ip_is_tcpserver_text(ip, iplen, 1))
-    return RULES_BAD_IP;
-  return rules_lookup(c, ip, iplen, NULL, 0, NULL, 0);
+  return rules_check_tcp(c, ip, NULL, NULL, 1);
 }
 
 /* rules_check_many() and rules_check_many_tcp(): check is -1 for the former

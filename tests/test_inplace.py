@@ -268,3 +268,71 @@ def test_rules_keep_the_last_good_rules(tmp_path: Path) -> None:
     compile_rules(io.BytesIO(_rules_text("a", 300)), p)
     compile_rules(io.BytesIO(_rules_text("b", 400)), tmp_path / "b.cdb")
     _in_child(LAST_GOOD_CHILD, str(p), str(tmp_path / "b.cdb"))
+
+
+# -- the file system clock's granularity ----------------------------------------------------
+# A file rewritten in place within one tick of the file system's clock keeps its mtime.  A
+# file read less than reader.SETTLE_NS after its last change is therefore read once more when
+# it has settled, and only settled files are kept for reuse (read_cdb(keep=True)).  The tests
+# move SETTLE_NS instead of waiting.
+
+def _settle(monkeypatch: pytest.MonkeyPatch, ns: int) -> None:
+    import cdbrules.reader as reader_mod
+    import cdbrules.rules as rules_mod
+    monkeypatch.setattr(reader_mod, "SETTLE_NS", ns)
+    monkeypatch.setattr(rules_mod, "SETTLE_NS", ns)
+
+
+def _same_size_rewrite(p: Path, data: bytes) -> None:
+    """Rewrite p in place with data (same size), its mtime put back: the same (device,
+    inode, size, mtime), as a rewrite within one clock tick leaves it."""
+    st = p.stat()
+    assert len(data) == st.st_size
+    with open(p, "r+b") as f:
+        f.write(data)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_rewrite_within_one_tick_is_seen_once_settled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdbrules import Rules
+    p = tmp_path / "r.cdb"
+    compile_rules(io.BytesIO(b"1.2.3.4:allow,V=\"a\"\n:deny\n"), p)
+    compile_rules(io.BytesIO(b"1.2.3.4:allow,V=\"b\"\n:deny\n"), tmp_path / "b.cdb")
+    b = (tmp_path / "b.cdb").read_bytes()
+    _settle(monkeypatch, 10 ** 12)  # nothing has settled
+    with Rules(p, reload_interval=0) as r:
+        assert r.check("1.2.3.4").env["V"] == "a"
+        _same_size_rewrite(p, b)
+        assert r.check("1.2.3.4").env["V"] == "a"  # the same sig, not settled yet: not read
+        _settle(monkeypatch, 0)
+        assert r.check("1.2.3.4").env["V"] == "b"  # settled: read again, and it differs
+        assert r.reload() is False  # settled and unchanged: nothing more to read
+
+
+def test_an_unchanged_file_read_again_keeps_its_decisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdbrules import Rules
+    p = tmp_path / "r.cdb"
+    compile_rules(io.BytesIO(b"1.2.3.4:allow,V=\"a\"\n:deny\n"), p)
+    _settle(monkeypatch, 10 ** 12)
+    with Rules(p, reload_interval=0) as r:
+        d = r.check("1.2.3.4")
+        _settle(monkeypatch, 0)
+        assert r.reload() is False and r.check("1.2.3.4") is d  # read again: the same bytes
+
+
+def test_settled_files_are_kept_for_the_next_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules() per connection (tcpserver's way) reads a settled, unchanged file only once;
+    any change to it (even one that keeps size and mtime) is read."""
+    from cdbrules import Rules
+    p = tmp_path / "r.cdb"
+    compile_rules(io.BytesIO(b"1.2.3.4:allow,V=\"a\"\n:deny\n"), p)
+    compile_rules(io.BytesIO(b"1.2.3.4:allow,V=\"b\"\n:deny\n"), tmp_path / "b.cdb")
+    _settle(monkeypatch, 10 ** 12)
+    with Rules(p) as r1, Rules(p) as r2:
+        assert r1._state.mm is not r2._state.mm  # not settled: read each time
+    _settle(monkeypatch, 0)
+    with Rules(p) as r1, Rules(p) as r2:
+        assert r1._state.mm is r2._state.mm  # settled: read once
+    _same_size_rewrite(p, (tmp_path / "b.cdb").read_bytes())  # the ctime moves
+    with Rules(p) as r3:
+        assert r3._state.mm is not r1._state.mm and r3.check("1.2.3.4").env["V"] == "b"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
+import time
+from collections import OrderedDict
 from typing import Any, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from . import _bindings as C
@@ -49,17 +52,37 @@ def _rules_text(data: bytes) -> bool:
     return b":allow" in head or b":deny" in head
 
 
-def read_cdb(path: PathLike) -> Tuple[bytes, Any, object, os.stat_result]:
+# Files read lately (for Rules: read_cdb(keep=True)), by identity: a file that has not
+# changed since (same device, inode, size, mtime and ctime) is not read again.  tcpserver's
+# way in Python, a Rules() per connection, then costs an fstat instead of a read of the
+# whole file.  Only a file whose last change was a second or more before the read began
+# is kept: any later change gets a later mtime, whatever the granularity of the file
+# system's clock.  The bytes are never written, so sharing them is safe.
+SETTLE_NS = 1_000_000_000
+_KEEP = 2
+_Identity = Tuple[int, int, int, int, int]
+_kept: "OrderedDict[_Identity, Tuple[bytes, Any, object]]" = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def _identity(st: os.stat_result) -> _Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def read_cdb(path: PathLike, keep: bool = False) -> Tuple[bytes, Any, object, os.stat_result, bool]:
     """Read the cdb file at path into memory: (its bytes, the struct cdb the C core reads
-    them through, the buffer that points into, the file's status when it was opened).
+    them through, the buffer that points into, the file's status when it was opened, and
+    whether the file had settled: its last change a second or more before the read).
 
     The file is read, not mapped: nothing done to the file later (truncated, rewritten or
     grown in place) reaches these bytes, where a mapped file cut short kills the process
     that touches the lost pages (SIGBUS).  A file that changes while it is read is refused.
+    keep: reuse (and keep) the bytes of a settled file read before and not changed since.
 
     Raises :class:`OSError` naming the path, or :class:`CdbFormatError`
     (:class:`RulesTextError` for rules text that was never compiled).
     """
+    started = time.time_ns()
     name = os.fsdecode(path)
     try:
         # O_NONBLOCK: a FIFO must not block the open; it is refused below
@@ -75,6 +98,12 @@ def read_cdb(path: PathLike) -> Tuple[bytes, Any, object, os.stat_result]:
             raise CdbFormatError(path, "not a regular file")
         if st.st_size > C.CDB_MAX_SIZE:
             raise CdbFormatError(path, "larger than 4 GiB: too large for a cdb file")
+        if keep:
+            with _kept_lock:
+                hit = _kept.get(_identity(st))
+                if hit is not None:
+                    _kept.move_to_end(_identity(st))
+                    return hit[0], hit[1], hit[2], st, True
         try:
             data = _read_all(fd, st.st_size)
             after = os.fstat(fd)
@@ -94,7 +123,13 @@ def read_cdb(path: PathLike) -> Tuple[bytes, Any, object, os.stat_result]:
         c, buf = open_cdb(data)
     except CdbFormatError:  # (the size was checked above)
         raise CdbFormatError(path) from None
-    return data, c, buf, st
+    settled = started - max(st.st_mtime_ns, st.st_ctime_ns) >= SETTLE_NS
+    if keep and settled:
+        with _kept_lock:
+            _kept[_identity(st)] = (data, c, buf)
+            while len(_kept) > _KEEP:
+                _kept.popitem(last=False)
+    return data, c, buf, st, settled
 
 
 class Reader:
@@ -114,7 +149,7 @@ class Reader:
 
     def __init__(self, path: PathLike) -> None:
         self.path = os.fsdecode(path)
-        mm, c, buf, _ = read_cdb(path)
+        mm, c, buf, _, _ = read_cdb(path)
         self._mm: Optional[bytes] = mm  # None once closed
         self._c: Any = c
         self._buf: object = buf  # the buffer c points into: kept alive with the bytes

@@ -35,7 +35,7 @@ from ._bindings import (Failed, closed_cdb, exception, host_is_tcpserver_text, i
                         rules_probes, rules_verify)
 from .errors import CdbFormatError, PathLike
 from .iptext import tcpserver_ip
-from .reader import read_cdb
+from .reader import SETTLE_NS, read_cdb
 
 __all__ = ["Decision", "Rules"]
 
@@ -231,11 +231,15 @@ class _State:
     so a reload in another thread cannot free what it reads; the bytes go with the last
     reference."""
 
-    __slots__ = ("c", "mm", "buf", "cache", "envs", "sig", "path", "loaded")
+    __slots__ = ("c", "mm", "buf", "cache", "envs", "sig", "path", "loaded", "settled")
 
     def __init__(self, c: Any, mm: Any, buf: Any, sig: Optional[Tuple[int, int, int, int]],
-                 path: str, loaded: bool) -> None:
+                 path: str, loaded: bool, settled: bool = True) -> None:
         self.c = c
+        # False when the file had changed less than a second before it was read: a later
+        # rewrite within the same tick of the file system's clock would keep sig, so the
+        # file is read again once it has settled (see Rules._refresh)
+        self.settled = settled
         self.mm = mm
         self.buf = buf
         self.sig = sig
@@ -249,13 +253,14 @@ class _State:
         """The file at path, read whole (see read_cdb); verify: refuse it unless it is a
         whole cdb as a writer leaves it (rules_verify), not one cut short, grown or half
         rewritten in place."""
-        mm, c, buf, st = read_cdb(path)
+        mm, c, buf, st, settled = read_cdb(path, keep=True)
         if not stat.S_ISREG(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
         if verify and not rules_verify(c):
             raise CdbFormatError(path, "not a whole cdb file: cut short, grown, or a hash table or record "
                                        "points outside it")
-        return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), os.fsdecode(path), True)
+        return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), os.fsdecode(path), True,
+                   settled)
 
     @classmethod
     def empty(cls, path: str) -> "_State":
@@ -542,9 +547,12 @@ class Rules:
             return False
         sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if sig == cur.sig:
-            self.reload_error = None
-            self._bad = None
-            return False
+            if cur.settled or time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLE_NS:
+                self.reload_error = None
+                self._bad = None
+                return False
+            # read too soon after a change: read it again now that it has settled, in case it
+            # changed again within the same tick of the file system's clock (the same sig)
         if sig == self._bad and not force:
             return False
         try:
@@ -555,6 +563,9 @@ class Rules:
             return False
         except (OSError, CdbFormatError) as e:
             self._unusable(sig, e, force, "was replaced by a file that cannot be used")
+            return False
+        if sig == cur.sig and new.mm == cur.mm:
+            cur.settled = True  # the same bytes: keep the decisions already made
             return False
         self._state = new
         self.reload_error = None

@@ -62,7 +62,7 @@ def _open(path: str, short: str) -> Tuple[Any, Any, Optional[int]]:
     short is what the classic tool says of a file too short to hold a header.
     """
     try:
-        mm, c, _buf, _ = read_cdb(path)
+        mm, c, _buf, _, _ = read_cdb(path)
     except CdbFormatError as e:
         # too short for a header: what the classic tool says of that, and why
         word = short if "too short" in e.detail else "not a cdb file"
