@@ -100,25 +100,31 @@ ip_tcpserver_fmt(char *out, const unsigned char ip[16], int forcev6)
   return ip6_fmt(out, ip);
 }
 
-/* A dotted quad as ip4_fmt() writes it: 0..255 each, no leading zeros. */
+/* A dotted quad as ip4_fmt() writes it: 0..255 each, no leading zeros.
+ * (On the lookup path for every address: one pass, no loop per part.) */
 static int
 _ip4_text(const char *s, size_t len, unsigned char ip[4])
 {
-  size_t i = 0;
+  const char *p = s, *end = s + len;
   int part;
   for (part = 0; part < 4; ++part) {
-    unsigned v = 0;
-    size_t start;
-    if (part && (i >= len || s[i++] != '.'))
+    unsigned v;
+    if (part && (p == end || *p++ != '.'))
       return 0;
-    start = i;
-    while (i < len && s[i] >= '0' && s[i] <= '9' && i - start < 3)
-      v = v * 10 + (unsigned)(s[i++] - '0');
-    if (i == start || v > 255 || (s[start] == '0' && i - start > 1))
+    if (p == end || (unsigned)(*p - '0') > 9)
       return 0;
+    v = (unsigned)(*p++ - '0');
+    if (v && p != end && (unsigned)(*p - '0') <= 9) { /* no digit after a leading 0 */
+      v = v * 10 + (unsigned)(*p++ - '0');
+      if (p != end && (unsigned)(*p - '0') <= 9) {
+        v = v * 10 + (unsigned)(*p++ - '0');
+        if (v > 255)
+          return 0;
+      }
+    }
     ip[part] = (unsigned char)v;
   }
-  return i == len;
+  return p == end;
 }
 
 static int
