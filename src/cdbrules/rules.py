@@ -54,6 +54,8 @@ _check_ip = C.rules_check_ip
 _check = C.rules_check
 _check_many = C.rules_check_many
 _check_tcp = C.rules_check_tcp
+_check_tcpip = C.rules_check_tcpip
+_check_tcpip6 = C.rules_check_tcpip6
 _check_many_tcp = C.rules_check_many_tcp
 _BAD_IP = C.RULES_BAD_IP
 _BAD_HOST = C.RULES_BAD_HOST
@@ -361,7 +363,7 @@ class Rules:
     """
 
     __slots__ = ("path", "_path", "_state", "_deadline", "_interval", "_lock",
-                 "_bad", "reload_error", "_v6", "_tcpip", "__weakref__")
+                 "_bad", "reload_error", "_v6", "__weakref__")
 
     reload_error: Optional[BaseException]
 
@@ -374,7 +376,6 @@ class Rules:
         self.path = os.fsdecode(path)
         self._interval = math.inf if reload_interval is None else float(reload_interval)
         self._v6 = 1 if forcev6 else 0
-        self._tcpip = C.rules_check_tcpip6 if forcev6 else C.rules_check_tcpip
         self._lock = threading.Lock()
         _LIVE.add(self)
         self._bad: object = None  # the signature of the file last found unusable
@@ -388,11 +389,13 @@ class Rules:
         self._deadline = _monotonic() + self._interval
 
     # -- lookups ------------------------------------------------------------------
-    def check(self, ip: Address, host: Optional[Text] = None, info: Optional[Text] = None, *,
+    # exact is an ordinary parameter, not keyword-only: CPython 3.11 does not specialise
+    # calls of a function with keyword-only parameters, which costs each check tens of ns
+    def check(self, ip: Address, host: Optional[Text] = None, info: Optional[Text] = None,
               exact: bool = False) -> Decision:
         """The decision for a connection from ``ip`` with TCPREMOTEHOST ``host`` and
         TCPREMOTEINFO ``info`` (None: absent; ``""`` is present and empty).  What each may
-        be, and ``exact``: see the class."""
+        be, and ``exact`` (pass it by name): see the class."""
         if _monotonic() >= self._deadline:
             self._poll()
         st = self._state
@@ -402,9 +405,17 @@ class Rules:
             b = ip.encode()  # type: ignore[union-attr]
         except (TypeError, ValueError, AttributeError):
             b = self._ip(ip)
-        if host is not None or info is not None:
+        if host is None and info is None:
+            # (module globals, not a function kept on self: a call through an instance slot
+            # costs tens of ns more in CPython 3.11, which cannot specialise it)
+            if exact:
+                r = _check_ip(st.c, b)
+            elif self._v6:
+                r = _check_tcpip6(st.c, b)
+            else:
+                r = _check_tcpip(st.c, b)
+        else:
             return self._lookup(st, b, host, info, exact)
-        r = _check_ip(st.c, b) if exact else self._tcpip(st.c, b)
         try:
             return st.cache[r]
         except KeyError:
