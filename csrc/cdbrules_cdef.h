@@ -68,6 +68,29 @@ struct rules_error {
   const unsigned char *line;
   size_t linelen;
 };
+enum rules_kind {
+  RULES_LINE_BLANK, RULES_LINE_COMMENT, RULES_LINE_SKIPPED, RULES_LINE_RULE, RULES_LINE_ERROR
+};
+struct rules_line {
+  int kind;
+  size_t len;
+  size_t sep;
+  int deny;
+  size_t items;
+  size_t nitems;
+  size_t datalen;
+  int range;
+  size_t rlo, rdash, rhi;
+  uint64_t bot, top;
+  int code;
+  size_t column;
+  size_t name, namelen;
+};
+struct rules_item { size_t comma; size_t name, namelen; size_t delim; size_t value, valuelen; };
+int rules_line_parse(const unsigned char *s, size_t n, struct rules_line *out);
+int rules_item_next(const unsigned char *s, size_t n, size_t *pos, struct rules_item *it, int *code,
+                    size_t *column);
+size_t rules_line_key(const unsigned char *s, const struct rules_line *line, uint64_t v, unsigned char *key);
 struct rules_parser {
   uint64_t lineno;
   uint64_t rules;

@@ -36,6 +36,58 @@ enum rules_errcode {
 #define RULES_MAX_LINE ((size_t)64 << 20)
 #endif
 
+/* One line of rules text, parsed (rules_line_parse).  Columns count from 0 in the line
+ * as given, its newline removed.  The streaming compiler parses every line with it, and
+ * the linter reads the grammar through it, so both see the same lines. */
+enum rules_kind {
+  RULES_LINE_BLANK = 0,   /* exactly empty (the raw line was "\n") */
+  RULES_LINE_COMMENT,     /* the first byte is '#' */
+  RULES_LINE_SKIPPED,     /* no ':' at all: tcprules skips it without a word */
+  RULES_LINE_RULE,        /* a rule: key, keyword, items */
+  RULES_LINE_ERROR        /* tcprules rejects it: code, column, name */
+};
+
+struct rules_line {
+  int kind;               /* enum rules_kind */
+  size_t len;             /* the line with trailing spaces, tabs and newlines trimmed */
+  size_t sep;             /* RULE: the separator ':'; the key (address) is s[0..sep) */
+  int deny;               /* RULE: 1 for deny, 0 for allow */
+  size_t items;           /* RULE: where the items start (just after the keyword) */
+  size_t nitems;          /* RULE: how many ",NAME=dVALUEd" items */
+  size_t datalen;         /* RULE: the bytes of the cdb value */
+  int range;              /* RULE: the key is a range such as 1.2.3.4-7 (spec 3.7) */
+  size_t rlo, rdash, rhi; /* range: the bottom bound is s[rlo..rdash), the top s[rdash+1..rhi) */
+  uint64_t bot, top;      /* range: the bounds (top clamped to 255); bot > top: no key at all */
+  int code;               /* ERROR: enum rules_errcode */
+  size_t column;          /* ERROR: where */
+  size_t name, namelen;   /* ERROR: as in struct rules_error */
+};
+
+/* One item ",NAME=dVALUEd" of a rule (rules_item_next). */
+struct rules_item {
+  size_t comma;           /* the ',' */
+  size_t name, namelen;   /* NAME: everything between the ',' and the first '=' after it */
+  size_t delim;           /* the delimiter d, just after the '=' */
+  size_t value, valuelen; /* VALUE: between the two delimiters */
+};
+
+/* Parse the line s[0..n) (its newline removed) into *out; return out->kind.  Pure:
+ * no allocation, no state, any bytes. */
+int rules_line_parse(const unsigned char *s, size_t n, struct rules_line *out);
+
+/* The next item of a rule line s[0..n) (n: the trimmed length), from *pos (start at
+ * line->items).  Return 1 and advance *pos; 0 at the end of the line; -1 with *code,
+ * *column and (for errors about a name) it->name, it->namelen set: for
+ * RULES_E_AFTERVALUE those of the item before, left from the previous call (zero it
+ * before the first call). */
+int rules_item_next(const unsigned char *s, size_t n, size_t *pos, struct rules_item *it, int *code,
+                    size_t *column);
+
+/* The key for range value v of a RULE line s (v in line->bot..line->top), or the key
+ * itself when the line is no range; written to key, which holds line->sep + 3 bytes.
+ * Return its length. */
+size_t rules_line_key(const unsigned char *s, const struct rules_line *line, uint64_t v, unsigned char *key);
+
 struct rules_error {
   uint64_t lineno;          /* the line, counted from 1 */
   int code;                 /* enum rules_errcode */
