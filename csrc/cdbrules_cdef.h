@@ -91,6 +91,7 @@ int rules_line_parse(const unsigned char *s, size_t n, struct rules_line *out);
 int rules_item_next(const unsigned char *s, size_t n, size_t *pos, struct rules_item *it, int *code,
                     size_t *column);
 size_t rules_line_key(const unsigned char *s, const struct rules_line *line, uint64_t v, unsigned char *key);
+size_t rules_line_data(const unsigned char *s, const struct rules_line *line, unsigned char *data);
 struct rules_parser {
   uint64_t lineno;
   uint64_t rules;

@@ -228,31 +228,39 @@ _rules_add(struct rules_parser *p, const unsigned char *key, size_t klen, size_t
   return 0;
 }
 
-/* Write the records of the rule line s (parsed as l): its value, then one record per key. */
-static int
-_rules_store(struct rules_parser *p, const unsigned char *s, const struct rules_line *l)
+size_t
+rules_line_data(const unsigned char *s, const struct rules_line *l, unsigned char *data)
 {
   struct rules_item it;
   size_t pos = l->items, dlen = 0, column;
-  uint64_t v;
   int code;
-  /* the data never outgrows the line: ",N=dVd" becomes "+N=V\0" */
-  if (_rules_reserve(&p->data, &p->datacap, l->datalen + 1) < 0)
-    return -1;
   if (l->deny) {
-    p->data[dlen++] = 'D';
-    p->data[dlen++] = 0;
+    data[dlen++] = 'D';
+    data[dlen++] = 0;
   }
   memset(&it, 0, sizeof it);
   while (rules_item_next(s, l->len, &pos, &it, &code, &column) > 0) {
-    p->data[dlen++] = '+';
-    memcpy(p->data + dlen, s + it.name, it.namelen);
+    data[dlen++] = '+';
+    memcpy(data + dlen, s + it.name, it.namelen);
     dlen += it.namelen;
-    p->data[dlen++] = '=';
-    memcpy(p->data + dlen, s + it.value, it.valuelen);
+    data[dlen++] = '=';
+    memcpy(data + dlen, s + it.value, it.valuelen);
     dlen += it.valuelen;
-    p->data[dlen++] = 0;
+    data[dlen++] = 0;
   }
+  return dlen;
+}
+
+/* Write the records of the rule line s (parsed as l): one per key, each with its value. */
+static int
+_rules_store(struct rules_parser *p, const unsigned char *s, const struct rules_line *l)
+{
+  size_t dlen;
+  uint64_t v;
+  /* the data never outgrows the line: ",N=dVd" becomes "+N=V\0" */
+  if (_rules_reserve(&p->data, &p->datacap, l->datalen + 1) < 0)
+    return -1;
+  dlen = rules_line_data(s, l, p->data);
   ++p->rules;
   if (!l->range)
     return _rules_add(p, s, l->sep, dlen);

@@ -88,6 +88,10 @@ int rules_item_next(const unsigned char *s, size_t n, size_t *pos, struct rules_
  * Return its length. */
 size_t rules_line_key(const unsigned char *s, const struct rules_line *line, uint64_t v, unsigned char *key);
 
+/* The cdb value of a RULE line s ("D\0" for deny, then "+NAME=VALUE\0" per item), written
+ * to data, which holds line->datalen bytes.  Return its length (line->datalen). */
+size_t rules_line_data(const unsigned char *s, const struct rules_line *line, unsigned char *data);
+
 struct rules_error {
   uint64_t lineno;          /* the line, counted from 1 */
   int code;                 /* enum rules_errcode */

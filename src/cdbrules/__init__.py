@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 if TYPE_CHECKING:
     from .compiler import CompileStats, compile
     from .errors import CdbFormatError, RulesSyntaxError
+    from .lint import Finding, lint
     from .iptext import tcpserver_ip
     from .reader import Reader
     from .rules import Decision, Rules
@@ -25,12 +26,14 @@ __all__ = [
     "CdbFormatError",
     "CompileStats",
     "Decision",
+    "Finding",
     "Reader",
     "Rules",
     "RulesSyntaxError",
     "Writer",
     "__version__",
     "compile",
+    "lint",
     "tcpserver_ip",
 ]
 
@@ -38,11 +41,13 @@ _WHERE: Dict[str, str] = {
     "CdbFormatError": "errors",
     "CompileStats": "compiler",
     "Decision": "rules",
+    "Finding": "lint",
     "Reader": "reader",
     "Rules": "rules",
     "RulesSyntaxError": "errors",
     "Writer": "writer",
     "compile": "compiler",
+    "lint": "lint",
     "tcpserver_ip": "iptext",
 }
 
