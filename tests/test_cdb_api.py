@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdbrules import CdbFormatError, Reader, Writer
-from cdbrules.writer import MakeInputError, SizeLimitError, make
+from cdbrules import MakeInputError, SizeLimitError, make
 
 RECS: List[Tuple[bytes, bytes]] = [
     (b"a", b"1"),

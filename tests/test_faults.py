@@ -35,6 +35,7 @@ from cdbrules import Reader, Writer
 from cdbrules import compiler as compiler_mod
 from cdbrules._native import ffi, lib
 from cdbrules.cli import main as cli_main
+from cdbrules.errors import djb_strerror
 from cdbrules.writer import CdbMake
 
 OLD_RULES = b"1.2.3.4:deny\n127.:allow,RELAYCLIENT=\"\"\n:allow\n"
@@ -112,7 +113,7 @@ def test_full_disk(tiny_fs: Path, tmp_path: Path) -> None:
     src = tmp_path / "big.rules"
     src.write_bytes(big_rules(5000))  # about 250 KiB of cdb: cannot fit
     r = cli("compile", old.path, tiny_fs / "rules.tmp", src)
-    assert os.strerror(errno.ENOSPC) in one_fatal_line(r, tiny_fs / "rules.tmp")
+    assert djb_strerror(errno.ENOSPC) in one_fatal_line(r, tiny_fs / "rules.tmp")
     old.untouched()
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["rules.cdb"]
     # the space came back: a small compile fits again
@@ -134,7 +135,7 @@ def test_write_fails_half_way(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 
     r = cli("compile", old.path, tmp_path / "rules.tmp", src, preexec=limit)
-    assert os.strerror(errno.EFBIG) in one_fatal_line(r, tmp_path / "rules.tmp")
+    assert djb_strerror(errno.EFBIG) in one_fatal_line(r, tmp_path / "rules.tmp")
     old.untouched()
     assert not (tmp_path / "rules.tmp").exists()
 
@@ -225,7 +226,7 @@ def test_no_permission(tmp_path: Path, where: str) -> None:
     finally:
         ro.chmod(0o755)
     err = one_fatal_line(r, tmp)
-    assert os.strerror(errno.EACCES) in err
+    assert djb_strerror(errno.EACCES) in err
     if where == "cdb dir":
         assert f"unable to move {tmp} to {old.path}" in err
     old.untouched()
@@ -237,7 +238,7 @@ def test_missing_directory(tmp_path: Path) -> None:
     src.write_bytes(b"1.2.3.4:allow\n")
     old = Installed(tmp_path / "rules.cdb")
     r = cli("compile", old.path, tmp_path / "nodir" / "rules.tmp", src)
-    assert os.strerror(errno.ENOENT) in one_fatal_line(r, tmp_path / "nodir" / "rules.tmp")
+    assert djb_strerror(errno.ENOENT) in one_fatal_line(r, tmp_path / "nodir" / "rules.tmp")
     old.untouched()
     r = cli("compile", tmp_path / "nodir" / "rules.cdb", tmp_path / "rules.tmp", src)
     one_fatal_line(r, f"unable to move {tmp_path / 'rules.tmp'} to {tmp_path / 'nodir' / 'rules.cdb'}")
@@ -268,7 +269,7 @@ def test_tmp_on_another_file_system(tmp_path: Path, other_fs: Path) -> None:
     tmp = other_fs / "rules.tmp"
     r = cli("compile", old.path, tmp, src)
     err = one_fatal_line(r, f"unable to move {tmp} to {old.path}")
-    assert os.strerror(errno.EXDEV) in err
+    assert djb_strerror(errno.EXDEV) in err
     old.untouched()
     assert not tmp.exists()
 
@@ -280,7 +281,7 @@ def test_input_is_a_directory(tmp_path: Path) -> None:
     old = Installed(tmp_path / "rules.cdb")
     (tmp_path / "d").mkdir()
     r = cli("compile", old.path, tmp_path / "rules.tmp", tmp_path / "d")
-    assert os.strerror(errno.EISDIR) in one_fatal_line(r, tmp_path / "d")
+    assert djb_strerror(errno.EISDIR) in one_fatal_line(r, tmp_path / "d")
     old.untouched()
     assert not (tmp_path / "rules.tmp").exists()
 
@@ -310,7 +311,7 @@ def test_stdin_is_a_directory_leaves_cdb(tmp_path: Path) -> None:
     "Python could say 'unable to read input: is a directory' and exit 111 as tcprules does"))
 def test_stdin_is_a_directory_message(tmp_path: Path) -> None:
     _, r = stdin_dir_run(tmp_path)
-    assert os.strerror(errno.EISDIR) in one_fatal_line(r, "input")
+    assert djb_strerror(errno.EISDIR) in one_fatal_line(r, "input")
 
 
 class FailingInput(io.RawIOBase):

@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:
+    from .cdbmake import make
     from .compiler import CompileStats, compile
-    from .errors import CdbFormatError, RulesSyntaxError
-    from .lint import Finding, lint
+    from .errors import (CdbFormatError, MakeInputError, RulesSyntaxError, SameFileError, SizeLimitError,
+                         UnsafeTmpError)
     from .iptext import tcpserver_ip
+    from .lint import Finding, lint
     from .reader import Reader
     from .rules import Decision, Rules
     from .writer import Writer
@@ -27,13 +29,18 @@ __all__ = [
     "CompileStats",
     "Decision",
     "Finding",
+    "MakeInputError",
     "Reader",
     "Rules",
     "RulesSyntaxError",
+    "SameFileError",
+    "SizeLimitError",
+    "UnsafeTmpError",
     "Writer",
     "__version__",
     "compile",
     "lint",
+    "make",
     "tcpserver_ip",
 ]
 
@@ -42,12 +49,17 @@ _WHERE: Dict[str, str] = {
     "CompileStats": "compiler",
     "Decision": "rules",
     "Finding": "lint",
+    "MakeInputError": "errors",
     "Reader": "reader",
     "Rules": "rules",
     "RulesSyntaxError": "errors",
+    "SameFileError": "errors",
+    "SizeLimitError": "errors",
+    "UnsafeTmpError": "errors",
     "Writer": "writer",
     "compile": "compiler",
     "lint": "lint",
+    "make": "cdbmake",
     "tcpserver_ip": "iptext",
 }
 

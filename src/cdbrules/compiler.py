@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, BinaryIO, NamedTuple, NoReturn, Optional
+from typing import BinaryIO, NamedTuple, Optional
 
-from ._native import ffi, lib
-from ._output import SameFileError, UnsafeTmpError, _same_file, optional_tmp
-from .errors import PathLike, RulesSyntaxError
-from .writer import CdbMake, Source, open_source, read_chunks
+from . import _bindings as C
+from ._bindings import Failed, RulesError, RulesParser
+from ._output import optional_tmp, same_file
+from .errors import PathLike, RulesSyntaxError, SameFileError, UnsafeTmpError
+from .source import Source, open_source, read_chunks
+from .writer import CdbMake
 
 __all__ = ["compile", "CompileStats"]
-
 
 
 class CompileStats(NamedTuple):
@@ -64,7 +65,7 @@ def _bound(addr: bytes, col: int) -> bytes:
 def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
     """What is wrong with the line, with the text it is about, in words an admin can act on."""
     nm = _show(name)
-    if code == lib.RULES_E_NOKEYWORD:
+    if code == C.RULES_E_NOKEYWORD:
         low = line.lower()
         if b":allow" in low or b":deny" in low:
             hint = " (they are lower case)"
@@ -75,23 +76,23 @@ def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
         else:
             hint = ""
         return f"no ':allow' or ':deny' in {_show(line)}{hint}"
-    if code == lib.RULES_E_AFTERKEYWORD:
+    if code == C.RULES_E_AFTERKEYWORD:
         kw = "deny" if line[col - 4:col] == b"deny" else "allow"
         return f"expected ',' or the end of the line after '{kw}', {_found(line, col)}{_blank_hint(line, col)}"
-    if code == lib.RULES_E_NOEQUALS:
+    if code == C.RULES_E_NOEQUALS:
         return f"expected NAME=\"value\" after ',', found {_show(line[col + 1:])} with no '='"
-    if code == lib.RULES_E_TRAILINGCOMMA:
+    if code == C.RULES_E_TRAILINGCOMMA:
         return f"nothing follows the last ',' in {_show(line[max(0, col - 40):])}"
-    if code == lib.RULES_E_NOVALUE:
+    if code == C.RULES_E_NOVALUE:
         return f"no value after {nm[:-1]}=' (an empty value is written {nm[1:-1]}=\"\")"
-    if code == lib.RULES_E_UNTERMINATED:
+    if code == C.RULES_E_UNTERMINATED:
         return f"the value of {nm} is not closed: no second {_show(line[col:col + 1])} in {_show(line[col:])}"
-    if code == lib.RULES_E_AFTERVALUE:
+    if code == C.RULES_E_AFTERVALUE:
         return (
             f"expected ',' or the end of the line after the value of {nm}, {_found(line, col)}"
             f"{_blank_hint(line, col)}"
         )
-    if code == lib.RULES_E_RANGE:
+    if code == C.RULES_E_RANGE:
         addr = name  # the address, before the separator
         if b":" in addr:
             hint = " (an IPv6 address cannot be a range)"
@@ -103,7 +104,7 @@ def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
             f"{_show(addr)} has a '-' but {_show(_bound(addr, col))} is not a number: "
             f"a range is written like 1.2.3.10-20{hint}"
         )
-    if code == lib.RULES_E_LONGLINE:
+    if code == C.RULES_E_LONGLINE:
         return (
             f"the line is longer than {_size(col)}, starting {_show(line, 16)}: rules lines are short "
             "(tcpserver could not even pass such a rule to a program); is this the rules text?"
@@ -115,11 +116,10 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
-def _syntax_error(p: Any, source: Optional[str]) -> RulesSyntaxError:
-    e = p.err
-    line = bytes(ffi.buffer(e.line, e.linelen))
+def _syntax_error(e: RulesError, source: Optional[str]) -> RulesSyntaxError:
+    line = e.line
     name = line[e.name:e.name + e.namelen]
-    return RulesSyntaxError(int(e.lineno), line, int(e.column), _reason(e.code, line, e.column, name), source)
+    return RulesSyntaxError(e.lineno, line, e.column, _reason(e.code, line, e.column, name), source)
 
 
 def compile(source: Source, cdb: PathLike, tmp: Optional[PathLike] = None) -> CompileStats:  # noqa: A001
@@ -151,22 +151,24 @@ def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> 
     where = None if name is None or name.startswith("<") else name
     _check_tmp(f, cdb, tmp)
     mk = CdbMake.open(cdb, tmp)
-    p = ffi.new("struct rules_parser *")
-    lib.rules_parser_init(p, mk.m)
+    p = RulesParser(mk.maker)
     try:
-        for chunk, n in read_chunks(f, name):
-            if lib.rules_feed(p, chunk, n) < 0:
-                _fail(p, mk, where)
-        if lib.rules_finish(p) < 0:
-            _fail(p, mk, where)
-        stats = CompileStats(int(p.lineno), int(p.rules), int(p.keys))
+        try:
+            for chunk, n in read_chunks(f, name):
+                p.feed(chunk, n)
+            p.finish()
+        except RulesError as e:
+            raise _syntax_error(e, where) from None
+        except Failed as e:
+            mk.fail(e)
+        stats = CompileStats(*p.counts())
         mk.finish()
         return stats
     except BaseException:
         mk.abort()
         raise
     finally:
-        lib.rules_parser_free(p)
+        p.free()
 
 
 def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
@@ -189,7 +191,7 @@ def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
     else:
         if stat.S_ISREG(mine.st_mode) and os.path.samestat(mine, other):
             raise SameFileError(f"the rules are read from {os.fsdecode(tmp)}, which is TMP: writing TMP would destroy them")
-    if other.st_size == 0 or _same_file(cdb, tmp):  # (AtomicOutput refuses the latter)
+    if other.st_size == 0 or same_file(cdb, tmp):  # (AtomicOutput refuses the latter)
         return
     try:
         with open(tmp, "rb") as t:
@@ -202,8 +204,3 @@ def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
             "refusing to overwrite it (is it the rules? the arguments are CDB TMP [RULES])"
         )
 
-
-def _fail(p: Any, mk: CdbMake, where: Optional[str]) -> NoReturn:
-    if p.err.code:  # a rules error, not the writer's
-        raise _syntax_error(p, where)
-    mk.fail()

@@ -18,6 +18,7 @@ import os
 import re
 from typing import IO, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
 
+from . import _bindings as C
 from ._bindings import RULES_MAX_LINE
 from .compiler import _reason, _show
 from .iptext import tcpserver_ip
@@ -75,7 +76,11 @@ CODES: Dict[str, Code] = _codes(
     ("W704", "no newline at the end of the file", False),
 )
 
-_ERROR_CODES = {1: "E101", 2: "E102", 3: "E103", 4: "E104", 5: "E105", 6: "E106", 7: "E107", 8: "E108", 9: "E109"}
+_ERROR_CODES = {
+    C.RULES_E_NOKEYWORD: "E101", C.RULES_E_AFTERKEYWORD: "E102", C.RULES_E_NOEQUALS: "E103",
+    C.RULES_E_TRAILINGCOMMA: "E104", C.RULES_E_NOVALUE: "E105", C.RULES_E_UNTERMINATED: "E106",
+    C.RULES_E_AFTERVALUE: "E107", C.RULES_E_RANGE: "E108", C.RULES_E_LONGLINE: "E109",
+}
 
 
 class Finding(NamedTuple):
@@ -190,7 +195,7 @@ class Linter:
     def _toolong(self, line: bytes) -> None:
         self.lineno += 1
         self._add(self.lineno, self._maxline + 1, "E109",
-                  _reason(9, line[:self._maxline], self._maxline, b""))
+                  _reason(C.RULES_E_LONGLINE, line[:self._maxline], self._maxline, b""))
 
     def finish(self) -> List[Finding]:
         if not self._started and self._buf:  # one or two bytes in all

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import os
 import sys
 from typing import Any
 
-from .._output import UnsafeTmpError
 from ..compiler import compile as compile_rules
-from ..errors import RulesSyntaxError
+from ..errors import RulesSyntaxError, UnsafeTmpError
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error
 
 
 def register(sub: Any) -> None:
@@ -59,25 +56,9 @@ def run(ns: argparse.Namespace) -> int:
         say(str(e))
         return EXIT_PERM
     except OSError as e:
-        say(f"fatal: {_system_error(e, ns, stdin)}")
+        say(f"fatal: {system_error(e, ns.tmp)}")
         return EXIT_TEMP
     if ns.verbose:
         say(f"{stats.lines} lines, {stats.rules} rules, {stats.keys} keys written to {ns.cdb}")
     return EXIT_OK
 
-
-def _system_error(e: OSError, ns: argparse.Namespace, stdin: bool) -> str:
-    """What failed, on which file, and why: one line, in tcprules' words where they fit."""
-    why = e.strerror or str(e)
-    name = os.fsdecode(e.filename) if e.filename is not None else None
-    name2 = getattr(e, "filename2", None)
-    if name2 is not None:
-        hint = " (TMP must be in the same file system as CDB)" if e.errno == errno.EXDEV else ""
-        return f"unable to move {name} to {os.fsdecode(name2)}: {why}{hint}"
-    if name == ns.tmp:
-        return f"unable to write {name}: {why}"
-    if stdin and (name is None or name.startswith("<")):
-        return f"unable to read standard input: {why}"
-    if name is not None:
-        return f"unable to read {name}: {why}"
-    return why
