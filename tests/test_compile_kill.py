@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 
 import cdbrules
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from helpers import EXAMPLES
 KILLS = int(os.environ.get("CDBRULES_KILL_N", "8"))
 SEED = int(os.environ.get("CDBRULES_KILL_SEED", "9"))
 
