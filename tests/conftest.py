@@ -4,7 +4,7 @@
 cdbmake/cdbdump/cdbget/cdbstats, tinycdb's cdb), fetched and unpacked by tests/refs.py.
 Tests that need them fail when CI is set and they cannot be had; elsewhere they skip with
 the reason.  ``checker``: helpers.Checker in a scratch folder, for the differential
-compile tests.
+compile tests.  ``other_fs``: a directory on another file system than tmp_path.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import refs as _refs  # noqa: E402
-from helpers import EXAMPLES, Checker, scratch_dir  # noqa: E402
+from helpers import EXAMPLES, Checker, other_file_system, scratch_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +40,12 @@ def checker(refs: "_refs.Refs") -> Iterator[Checker]:
         yield Checker(refs, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def other_fs(tmp_path: Path) -> Iterator[Path]:
+    """A directory on another file system than tmp_path (helpers.other_file_system)."""
+    yield from other_file_system(tmp_path)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -2,6 +2,8 @@
 conftest.py), never from one another.
 
 * paths of the repository the tests read (examples/, fuzz/);
+* the platform: what only Linux has (``linux_only``, ``lacking``), ``maxrss_kib``,
+  ``char_device``;
 * ``run_cli``: ``cdbrules ARGV`` run in this process, and ``cdb_input`` (cdbmake's input);
 * ``bucket_keys``: keys that land in one cdb hash bucket;
 * the model of spec 3.2-3.4 that predicts where each tcprules build splits a line
@@ -16,6 +18,7 @@ import concurrent.futures
 import io
 import os
 import random
+import shutil
 import signal
 import struct
 import subprocess
@@ -25,16 +28,90 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
+
+import pytest
 
 import cdbrules
 from cdbrules import RulesSyntaxError
 from cdbrules._native import lib
 from cdbrules.cli import main
+from refs import truthy
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 FUZZ = ROOT / "fuzz"
+
+
+# --------------------------------------------------------------------------------------
+# the platform: the suite runs on Linux (glibc and musl) and macOS; a few tests need what
+# only Linux has.  On Linux under CI nothing may skip for want of a tool: CI installs it.
+
+
+def on_linux() -> bool:
+    return sys.platform.startswith("linux")
+
+
+def under_ci() -> bool:
+    return truthy(os.environ.get("CI"))
+
+
+def linux_only(what: str) -> "pytest.MarkDecorator":
+    """Mark a test that needs what only Linux has (procfs, /dev/full, tmpfs mounts,
+    RLIMIT_AS that malloc obeys): it skips elsewhere, saying what it needs."""
+    return pytest.mark.skipif(not on_linux(), reason=f"Linux only: needs {what}")
+
+
+def lacking(what: str) -> NoReturn:
+    """This system lacks WHAT, which the test needs.  Under CI on Linux that is a failure
+    (CI must provide it: .ci/run and the wheel workflow install it); elsewhere the test
+    skips, saying what is missing."""
+    if on_linux() and under_ci():
+        pytest.fail(f"CI on Linux must provide {what}", pytrace=False)
+    pytest.skip(f"{what}: not on this system" if on_linux() else f"{what}: Linux only ({sys.platform} here)")
+
+
+def maxrss_kib(ru_maxrss: int) -> int:
+    """getrusage()'s ru_maxrss in KiB: Linux counts it in KiB, macOS in bytes."""
+    return ru_maxrss // 1024 if sys.platform == "darwin" else ru_maxrss
+
+
+def tmpfs(d: Path, size: str, instead: str) -> Iterator[Path]:
+    """Mount a tmpfs of SIZE at d for one test; skip, saying why and what covers the case
+    INSTEAD, where that is impossible (not root, a container without CAP_SYS_ADMIN, or not
+    Linux).  .ci/run runs as root on Linux, where it always works."""
+    if not on_linux():
+        pytest.skip(f"Linux only: needs mount -t tmpfs ({instead})")
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()} ({instead})")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], check=True)
+
+
+def other_file_system(tmp_path: Path) -> Iterator[Path]:
+    """A fresh directory on another file system than tmp_path: in /dev/shm where that is
+    one, else on a tmpfs of its own."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev:
+        d = Path(os.path.realpath(shm)) / f"cdbrules-test-{os.getpid()}-{random.getrandbits(32):08x}"
+        d.mkdir()
+        try:
+            yield d
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        return
+    yield from tmpfs(tmp_path / "otherfs", "1m", "no second file system to put TMP on")
+
+
+def char_device() -> Path:
+    """A character device every system has, for tests of a device given as a file:
+    /dev/full where there is one (Linux: writes fail with ENOSPC), else /dev/null."""
+    full = Path("/dev/full")
+    return full if full.exists() else Path("/dev/null")
 
 
 # --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 import pytest
 
 from cdbrules import Writer
-from helpers import PY, cdb_input, run_cli
+from helpers import PY, cdb_input, linux_only, run_cli
 
 RECORDS = [(b"a", b"1"), (b"b", b"two"), (b"a", b"3"), (b"", b"empty key"), (b"k\0\n", b""), (b"e", b"")]
 
@@ -258,7 +258,7 @@ def _to_dev_full(argv: List[str]) -> Tuple[int, str]:
     return r.returncode, r.stderr
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="this system has no /dev/full")
+@linux_only("/dev/full (writes to it fail with ENOSPC)")
 def test_output_errors(refs, small: Path) -> None:  # type: ignore[no-untyped-def]
     for argv, ref in ((["dump", str(small)], [refs.cdbdump]), (["stats", str(small)], [refs.cdbstats]),
                       (["get", str(small), "b"], [refs.cdbget, "b"])):

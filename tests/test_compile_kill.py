@@ -30,6 +30,7 @@ from pathlib import Path
 
 import cdbrules
 from helpers import EXAMPLES
+
 KILLS = int(os.environ.get("CDBRULES_KILL_N", "8"))
 SEED = int(os.environ.get("CDBRULES_KILL_SEED", "9"))
 
