@@ -46,6 +46,7 @@ __all__ = [
     "get_refs",
     "refs_dir",
     "refs_or_skip",
+    "truthy",
 ]
 
 #: Debian packages that are downloaded and unpacked.
@@ -326,7 +327,7 @@ def get_refs() -> Refs:
     Raises RuntimeError saying what failed if they cannot be obtained.
     """
     global _cached
-    if _truthy(os.environ.get("CDBRULES_NO_REFS")):
+    if truthy(os.environ.get("CDBRULES_NO_REFS")):
         raise RuntimeError("reference programs turned off by CDBRULES_NO_REFS (no Debian packages here)")
     with _lock:
         if _cached is None:
@@ -342,7 +343,8 @@ def get_refs() -> Refs:
         return _cached
 
 
-def _truthy(value: str | None) -> bool:
+def truthy(value: str | None) -> bool:
+    """An environment switch is on: set, and not empty, 0, false or no."""
     return (value or "").strip().lower() not in ("", "0", "false", "no")
 
 
@@ -356,7 +358,7 @@ def refs_or_skip() -> Refs:
     try:
         return get_refs()
     except RuntimeError as e:
-        if _truthy(os.environ.get("CI")) and not _truthy(os.environ.get("CDBRULES_NO_REFS")):
+        if truthy(os.environ.get("CI")) and not truthy(os.environ.get("CDBRULES_NO_REFS")):
             pytest.fail(str(e), pytrace=False)
         pytest.skip(str(e))
 

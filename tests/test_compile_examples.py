@@ -13,9 +13,8 @@ from typing import List
 
 import pytest
 
-from test_compile_diff import Checker, check_all, checker, plan, run_tcprules  # noqa: F401  (fixture)
+from helpers import EXAMPLES, Checker, check_all, plan, run_tcprules
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 RULE_FILES = sorted(p.name for p in EXAMPLES.glob("*.smtp"))
 
 
@@ -24,14 +23,14 @@ def test_examples_present() -> None:
 
 
 @pytest.mark.parametrize("name", RULE_FILES)
-def test_example_matches_tcprules(checker: Checker, name: str) -> None:  # noqa: F811
+def test_example_matches_tcprules(checker: Checker, name: str) -> None:
     data = (EXAMPLES / name).read_bytes()
     failures = check_all(checker, [data])
     assert not failures, "\n".join(failures)
     assert checker.counts.get("ours ok") == 1, checker.counts  # an example must compile
 
 
-def test_blocklist_cli_matches_v6(checker: Checker, tmp_path: Path) -> None:  # noqa: F811
+def test_blocklist_cli_matches_v6(checker: Checker, tmp_path: Path) -> None:
     """The command line, from a file and from standard input, as qmailctl would run it."""
     src = EXAMPLES / "blocklist.smtp"
     data = src.read_bytes()

@@ -30,9 +30,7 @@ import cdbrules
 from cdbrules import CdbFormatError, Reader, RulesSyntaxError
 from cdbrules._native import lib
 from cdbrules.cli import main as cli_main
-from test_compile_diff import BAD, NOCOLON, RULE6, kind, split_lines
-
-FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
+from helpers import BAD, FUZZ, NOCOLON, PARSE_ERROR, RULE6, kind, split_lines
 
 
 def units(name: str) -> List[Path]:
@@ -143,7 +141,7 @@ def compile_outcome(src: object, tmp_path: Path, name: str) -> Tuple[str, object
 def oracle(data: bytes) -> Optional[str]:
     """Which reference build gives cdbrules' result for this text (spec 9.2), or None:
     the v6 build where it ends (no line without a separator), else the v4 build where no
-    separator comes after the line's first ':'.  The line model is test_compile_diff's."""
+    separator comes after the line's first ':'.  The line model is helpers'."""
     kinds = {kind(line) for line in split_lines(data)}
     if not kinds & {NOCOLON, BAD}:
         return "v6"
@@ -177,7 +175,7 @@ def test_rules_unit(unit: Path, tmp_path: Path, refs: object) -> None:
     else:
         line = whole[1][2]  # type: ignore[index]
         assert ref.returncode == 100
-        assert ref.stderr == b"tcprules: fatal: unable to parse this line: " + line.split(b"\0")[0] + b"\n"
+        assert ref.stderr == PARSE_ERROR + line.split(b"\0")[0] + b"\n"
 
 
 # -- lookup -------------------------------------------------------------------------------

@@ -39,10 +39,11 @@ import pytest
 
 import cdbrules
 from cdbrules import Reader
+from helpers import linux_only
 
 RACE_N = int(os.environ.get("CDBRULES_RACE_N", "30"))
 REPLACE_N = int(os.environ.get("CDBRULES_REPLACE_N", "300"))
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks")
+pytestmark = linux_only("/proc/locks, which shows who holds and who waits for each flock")
 
 
 def rules_text(tag: int, lines: int) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any, List
 
 from ..lint import Finding, lint
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, os_failure, say
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error
 
 EXIT_WARNINGS = 1
 
@@ -49,9 +49,10 @@ def run(ns: argparse.Namespace) -> int:
             else:
                 findings += lint(src, strict=ns.strict)
         except OSError as e:
-            if e.filename is None:
+            if e.filename is None and src != "-":
                 e.filename = src
-            return os_failure(e)
+            say(f"fatal: {system_error(e)}")
+            return EXIT_TEMP
     if ns.format == "json":
         sys.stdout.write(json.dumps([f.as_dict() for f in findings]) + "\n")
     else:
