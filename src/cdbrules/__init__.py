@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .errors import (CdbFormatError, MakeInputError, RulesSyntaxError, SameFileError, SizeLimitError,
                          UnsafeTmpError)
     from .iptext import tcpserver_ip
-    from .lint import Finding, lint
+    from .linter import Finding, lint
     from .reader import Reader
     from .rules import Decision, Rules
     from .writer import Writer
@@ -48,7 +48,7 @@ _WHERE: Dict[str, str] = {
     "CdbFormatError": "errors",
     "CompileStats": "compiler",
     "Decision": "rules",
-    "Finding": "lint",
+    "Finding": "linter",
     "MakeInputError": "errors",
     "Reader": "reader",
     "Rules": "rules",
@@ -58,7 +58,7 @@ _WHERE: Dict[str, str] = {
     "UnsafeTmpError": "errors",
     "Writer": "writer",
     "compile": "compiler",
-    "lint": "lint",
+    "lint": "linter",
     "make": "cdbmake",
     "tcpserver_ip": "iptext",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Optional
+from typing import Any, BinaryIO, Optional
 
 from ..errors import SizeLimitError, djb_strerror
 from ..source import INPUT
@@ -49,3 +49,26 @@ def system_error(e: OSError, tmp: Optional[str] = None) -> str:
     if name is None or name == INPUT or name.startswith("<"):
         return f"unable to read input: {why}"
     return f"unable to read {name}: {why}"
+
+
+def write_out(data: Any) -> Optional[int]:
+    """Write bytes to standard output (descriptor 1), unbuffered; the exit code on
+    failure, else None.  A reader that went away (EPIPE) is left to the dispatcher, as
+    for every command."""
+    view = memoryview(data)
+    try:
+        while view:
+            n = os.write(1, view)
+            view = view[n:]
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        say(f"fatal: unable to write output: {errstr(e)}")
+        return EXIT_TEMP
+    return None
+
+
+def open_stdin() -> BinaryIO:
+    """Standard input (descriptor 0) as a binary file, left open when closed; OSError
+    when there is none."""
+    return open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any, List
 
-from ..lint import Finding, lint
+from ..linter import Finding, lint
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, open_stdin, say, system_error, write_out
 
 EXIT_WARNINGS = 1
 
@@ -42,10 +41,11 @@ def run(ns: argparse.Namespace) -> int:
     for src in sources:
         try:
             if src == "-":
-                if sys.stdin is None or sys.stdin.isatty():
-                    say("lint: no RULES given and standard input is a terminal: name the rules file")
-                    return EXIT_PERM
-                findings += lint(sys.stdin.buffer, path="-", strict=ns.strict)
+                with open_stdin() as f:
+                    if f.isatty():
+                        say("lint: no RULES given and standard input is a terminal: name the rules file")
+                        return EXIT_PERM
+                    findings += lint(f, path="-", strict=ns.strict)
             else:
                 findings += lint(src, strict=ns.strict)
         except OSError as e:
@@ -54,10 +54,12 @@ def run(ns: argparse.Namespace) -> int:
             say(f"fatal: {system_error(e)}")
             return EXIT_TEMP
     if ns.format == "json":
-        sys.stdout.write(json.dumps([f.as_dict() for f in findings]) + "\n")
+        out = json.dumps([f.as_dict() for f in findings]) + "\n"
     else:
-        sys.stdout.write("".join(f"{f}\n" for f in findings))
-    sys.stdout.flush()
+        out = "".join(f"{f}\n" for f in findings)
+    rc = write_out(out.encode("utf-8", "surrogateescape"))
+    if rc is not None:
+        return rc
     if any(f.severity == "error" for f in findings):
         return EXIT_PERM
     return EXIT_WARNINGS if findings else EXIT_OK

@@ -116,6 +116,7 @@ _NET = re.compile(rb"[0-9A-Fa-f:.]+/[0-9]*\Z")
 _HOST_OK = re.compile(rb"(?:[a-z0-9._-]|\\[0-7]{3})*\Z")
 _NOCOLON_RULE = re.compile(rb"\s*(\S+)\s+(allow|deny)\b(.*)\Z")
 _BOM = b"\xef\xbb\xbf"
+_COMMENT_KEEP = 256  # bytes of a comment line kept while it streams in
 
 
 def _q(b: bytes) -> str:
@@ -140,6 +141,7 @@ class Linter:
         self._ignore: Set[str] = set()  # codes silenced on the line being read
         self._pending: Set[str] = set()  # codes a "# cdbrules: ignore" comment silences on the next line
         self._started = False
+        self._partlen = 0  # the length of the line in _buf so far (a comment's is cut)
 
     # -- input ----------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -157,7 +159,6 @@ class Linter:
                 self._add(1, 1, "W702", "the file starts with a UTF-8 byte-order mark, which tcprules keeps as "
                           "part of the first line (its key never matches; a first '#' is no comment)",
                           "save the file without a byte-order mark (remove its first 3 bytes)")
-                data = data[3:]
         start = 0
         while True:
             nl = data.find(b"\n", start)
@@ -168,9 +169,13 @@ class Linter:
                 self._partial(data[start:nl])
                 line = bytes(self._buf)
                 self._buf.clear()
+                self._partlen = 0
+                start = nl + 1
                 if self._long:
                     self._long = False
                     continue
+                self._line(line)
+                continue
             else:
                 line = data[start:nl]
                 if len(line) > self._maxline and line[:1] != b"#":
@@ -181,10 +186,12 @@ class Linter:
             start = nl + 1
 
     def _partial(self, piece: bytes) -> None:
+        self._partlen += len(piece)
         if self._long:
             return
-        if self._buf[:1] == b"#" or (not self._buf and piece[:1] == b"#"):
-            self._buf += piece[:1] if not self._buf else b""  # a comment: its first byte says it all
+        comment = (self._buf or piece)[:1] == b"#"
+        if comment:  # a comment: its start says all there is to say (an ignore directive)
+            self._buf += piece[:max(0, _COMMENT_KEEP - len(self._buf))]
             return
         self._buf += piece
         if len(self._buf) > self._maxline:
@@ -209,7 +216,7 @@ class Linter:
             if not self._long:
                 self._line(line)
             self._long = False
-            self._add(self.lineno, len(line) + 1 if len(line) <= self._maxline else 1, "W704",
+            self._add(self.lineno, self._partlen + 1, "W704",
                       "no newline at the end of the file", "end the last line with a newline")
         self.findings.sort(key=lambda f: (f.line, f.column, f.code))
         return self.findings
