@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 if TYPE_CHECKING:
     from .cdbmake import make
     from .compiler import CompileStats, compile
+    from .decompiler import DecompileError, decompile
     from .errors import (CdbFormatError, MakeInputError, RulesSyntaxError, SameFileError, SizeLimitError,
                          UnsafeTmpError)
     from .iptext import tcpserver_ip
@@ -28,6 +29,7 @@ __all__ = [
     "CdbFormatError",
     "CompileStats",
     "Decision",
+    "DecompileError",
     "Finding",
     "MakeInputError",
     "Reader",
@@ -39,6 +41,7 @@ __all__ = [
     "Writer",
     "__version__",
     "compile",
+    "decompile",
     "lint",
     "make",
     "tcpserver_ip",
@@ -48,6 +51,7 @@ _WHERE: Dict[str, str] = {
     "CdbFormatError": "errors",
     "CompileStats": "compiler",
     "Decision": "rules",
+    "DecompileError": "decompiler",
     "Finding": "linter",
     "MakeInputError": "errors",
     "Reader": "reader",
@@ -58,6 +62,7 @@ _WHERE: Dict[str, str] = {
     "UnsafeTmpError": "errors",
     "Writer": "writer",
     "compile": "compiler",
+    "decompile": "decompiler",
     "lint": "linter",
     "make": "cdbmake",
     "tcpserver_ip": "iptext",

@@ -1,0 +1,46 @@
+"""``cdbrules decompile CDB``: rules text that compiles back into the same file."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..decompiler import DecompileError, decompile
+from ..errors import CdbFormatError
+from . import COMMANDS
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error, write_out
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "decompile",
+        help=COMMANDS["decompile"].help,
+        description=(
+            "Print rules text for a compiled rules file (written by tcprules or cdbrules "
+            "compile): one line per record, in file order, consecutive addresses with one "
+            "rule as a range. Compiling the text gives the same file, byte for byte. A "
+            "record no rules line can produce (a key containing ':allow', a newline, or "
+            "starting with '#') is an error naming it, and nothing is printed."
+        ),
+        epilog="Exit codes: 0 done, 100 a record no rules line can produce (or bad usage), 111 the file cannot be read.",
+    )
+    p.add_argument("cdb", metavar="CDB", help="the compiled rules file (e.g. /etc/tcp.smtp.cdb)")
+    p.add_argument("--no-header", action="store_true", help="leave out the first comment line")
+    p.set_defaults(run=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    try:
+        text = decompile(ns.cdb, header=not ns.no_header)
+    except DecompileError as e:
+        for bad in e.problems:
+            say(f"{ns.cdb}: record {bad.index + 1}, key {bad.key!r}: {bad.reason}")
+        return EXIT_PERM
+    except CdbFormatError as e:
+        say(f"fatal: {e}")
+        return EXIT_TEMP
+    except OSError as e:
+        say(f"fatal: {system_error(e)}")
+        return EXIT_TEMP
+    rc = write_out(text)
+    return EXIT_OK if rc is None else rc
