@@ -137,7 +137,7 @@ def test_unwritable_records(tmp_path: Path) -> None:
         w.add(b"a-b", b"")
     with pytest.raises(DecompileError) as info:
         decompile(path)
-    assert [(p.index, p.key) for p in info.value.problems] == [
+    assert [(p.record, p.key) for p in info.value.problems] == [
         (1, b"a:allow"), (2, b"#x"), (3, b"1.2.3.5"), (4, b"1.2.3.6"), (5, b"a\nb"), (6, b"a-b")]
     assert "':allow'" in info.value.problems[0].reason
     rc, out, err = run_cli(["decompile", str(path)])

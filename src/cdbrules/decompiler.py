@@ -24,9 +24,9 @@ __all__ = ["DecompileError", "decompile", "rule_text"]
 
 
 class Unwritable(NamedTuple):
-    """A record no rules line can produce: its index (from 0) in the file, key and why."""
+    """A record no rules line can produce: its place (from 0) in the file, key and why."""
 
-    index: int
+    record: int
     key: bytes
     reason: str
 
@@ -39,7 +39,7 @@ class DecompileError(ValueError):
         self.problems = problems
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"{path + ': ' if path else ''}record {first.index + 1}, key {first.key!r}: "
+        super().__init__(f"{path + ': ' if path else ''}record {first.record + 1}, key {first.key!r}: "
                          f"{first.reason}{more}")
 
 

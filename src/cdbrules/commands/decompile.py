@@ -34,7 +34,7 @@ def run(ns: argparse.Namespace) -> int:
         text = decompile(ns.cdb, header=not ns.no_header)
     except DecompileError as e:
         for bad in e.problems:
-            say(f"{ns.cdb}: record {bad.index + 1}, key {bad.key!r}: {bad.reason}")
+            say(f"{ns.cdb}: record {bad.record + 1}, key {bad.key!r}: {bad.reason}")
         return EXIT_PERM
     except CdbFormatError as e:
         say(f"fatal: {e}")
