@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .linter import Finding, lint
     from .reader import Reader
     from .rules import Decision, Rules
+    from .rulesdiff import RulesDiff, diff
     from .writer import Writer
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "MakeInputError",
     "Reader",
     "Rules",
+    "RulesDiff",
     "RulesSyntaxError",
     "SameFileError",
     "SizeLimitError",
@@ -42,6 +44,7 @@ __all__ = [
     "__version__",
     "compile",
     "decompile",
+    "diff",
     "lint",
     "make",
     "tcpserver_ip",
@@ -56,6 +59,7 @@ _WHERE: Dict[str, str] = {
     "MakeInputError": "errors",
     "Reader": "reader",
     "Rules": "rules",
+    "RulesDiff": "rulesdiff",
     "RulesSyntaxError": "errors",
     "SameFileError": "errors",
     "SizeLimitError": "errors",
@@ -63,6 +67,7 @@ _WHERE: Dict[str, str] = {
     "Writer": "writer",
     "compile": "compiler",
     "decompile": "decompiler",
+    "diff": "rulesdiff",
     "lint": "linter",
     "make": "cdbmake",
     "tcpserver_ip": "iptext",

@@ -23,6 +23,7 @@ COMMANDS: Dict[str, Command] = {
     "compile": Command("compile", None, "compile tcprules text into a cdb file (drop-in for tcprules)"),
     "check": Command("check", None, "show which rule tcpserver applies to a connection (drop-in for tcprulescheck)"),
     "decompile": Command("decompile", None, "print rules text that compiles back into the same cdb file"),
+    "diff": Command("diff", None, "show the keys and clients whose rule changes between two rule sets"),
     "lint": Command("lint", None, "report every problem of a rules file (skipped lines, keys that never match, ...)"),
     "make": Command("cdbtools", "make", "build a cdb file from cdbmake input (drop-in for cdbmake)"),
     "dump": Command("cdbtools", "dump", "print every record of a cdb file (drop-in for cdbdump)"),
