@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .cdbmake import make
     from .compiler import CompileStats, compile
     from .decompiler import DecompileError, decompile
+    from .explainer import Explanation, explain
     from .errors import (CdbFormatError, MakeInputError, RulesSyntaxError, SameFileError, SizeLimitError,
                          UnsafeTmpError)
     from .iptext import tcpserver_ip
@@ -31,6 +32,7 @@ __all__ = [
     "CompileStats",
     "Decision",
     "DecompileError",
+    "Explanation",
     "Finding",
     "MakeInputError",
     "Reader",
@@ -45,6 +47,7 @@ __all__ = [
     "compile",
     "decompile",
     "diff",
+    "explain",
     "lint",
     "make",
     "tcpserver_ip",
@@ -55,6 +58,7 @@ _WHERE: Dict[str, str] = {
     "CompileStats": "compiler",
     "Decision": "rules",
     "DecompileError": "decompiler",
+    "Explanation": "explainer",
     "Finding": "linter",
     "MakeInputError": "errors",
     "Reader": "reader",
@@ -68,6 +72,7 @@ _WHERE: Dict[str, str] = {
     "compile": "compiler",
     "decompile": "decompiler",
     "diff": "rulesdiff",
+    "explain": "explainer",
     "lint": "linter",
     "make": "cdbmake",
     "tcpserver_ip": "iptext",

@@ -1,0 +1,116 @@
+"""``cdbrules explain RULES... -- IP [HOST [INFO]]``: the line of the rules that decides."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from ..errors import RulesSyntaxError
+from ..explainer import Explanation, Origin, explain
+from ..rules import Decision
+from . import COMMANDS
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error, write_out
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "explain",
+        help=COMMANDS["explain"].help,
+        usage="cdbrules explain [-h] [--json] RULES... -- IP [HOST [INFO]]",
+        description=(
+            "Show how tcpserver decides a connection with the rules text RULES (several "
+            "files are read as one text): the decision, the file:line that decided and the "
+            "key it wrote, every key tcpserver tries in order, and the lines that also "
+            "match but lose (a repeated key, a shorter prefix, a host suffix, the default "
+            "rule). The text is compiled and the connection looked up in the result, so the "
+            "decision is always the one of the compiled file. With a single RULES file the "
+            "'--' may be left out."
+        ),
+        epilog=("Example: cdbrules explain /etc/tcp.smtp -- 192.0.2.7 mail.example.org. "
+                "Exit codes: 0 done (allowed or denied), 100 a bad rules line or bad usage, "
+                "111 a file cannot be read."),
+    )
+    p.intermixed = False  # everything after RULES is the connection
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="RULES... -- IP [HOST [INFO]]",
+                   help="the rules files, '--', then the connection as tcpserver sees it")
+    p.set_defaults(run=run, parser=p)
+
+
+def _env(d: Decision) -> str:
+    return "".join(f",{k}={json.dumps(v)}" for k, v in d.env.items())
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def _key(k: bytes) -> str:
+    return '"" (the default rule)' if k == b"" else _text(k)
+
+
+def _where(o: Origin) -> Dict[str, Any]:
+    return {"path": o.path, "line": o.line, "text": _text(o.text)}
+
+
+def _plain(x: Explanation) -> str:
+    d = x.decision
+    out: List[str] = []
+    if x.line is None:
+        out.append("allow: no key matched, and tcpserver allows such a connection")
+    else:
+        out.append(f"{'allow' if d.allowed else 'deny'}{_env(d) if d.allowed else ''}")
+        out.append(f"decided by {x.line}: {_text(x.line.text)}")
+        out.append(f"key: {_key(x.probes[-1].key)}")
+    out.append("keys tried, in tcpserver's order:")
+    width = max(len(_key(p.key)) for p in x.probes)
+    for p in x.probes:
+        what = f"{p.lines[0]}  <- match" if p.lines else "no rule"
+        out.append(f"  {_key(p.key):<{width}}  {what}")
+    if x.lost:
+        out.append("also match, but lose:")
+        for o, k, why in x.lost:
+            because = "the same key, and the first line wins" if why == "shadowed" else f"tcpserver tries {_key(k)} later"
+            out.append(f"  {o}: {_text(o.text)}  ({because})")
+    return "".join(f"{line}\n" for line in out)
+
+
+def _json(x: Explanation, ip: str, host: Optional[str], info: Optional[str]) -> str:
+    d = x.decision
+    return json.dumps({
+        "ip": ip, "host": host, "info": info,
+        "allowed": d.allowed, "rule": d.rule, "env": dict(d.env),
+        "line": None if x.line is None else _where(x.line),
+        "probes": [{"key": _text(p.key), "lines": [_where(o) for o in p.lines]} for p in x.probes],
+        "lost": [dict(_where(o), key=_text(k), why=why) for o, k, why in x.lost],
+    }) + "\n"
+
+
+def run(ns: argparse.Namespace) -> int:
+    words: List[str] = ns.words
+    if "--" in words:
+        i = words.index("--")
+        rules, conn = words[:i], words[i + 1:]
+    else:
+        rules, conn = words[:1], words[1:]
+    if not rules or not 1 <= len(conn) <= 3:
+        ns.parser.error("expected RULES... -- IP [HOST [INFO]]")
+    ip, host, info = (conn + [None, None])[:3]
+    try:
+        x = explain([r if r != "-" else os.fdopen(0, "rb", closefd=False).read() for r in rules],
+                    os.fsencode(ip), None if host is None else os.fsencode(host),
+                    None if info is None else os.fsencode(info))
+    except RulesSyntaxError as e:
+        say(str(e))
+        return EXIT_PERM
+    except OSError as e:
+        say(f"fatal: {system_error(e)}")
+        return EXIT_TEMP
+    except ValueError as e:  # a NUL in the connection's text
+        say(f"explain: {e}")
+        return EXIT_PERM
+    out = _json(x, ip, host, info) if ns.json else _plain(x)
+    rc = write_out(out.encode("utf-8", "surrogateescape"))
+    return EXIT_OK if rc is None else rc
