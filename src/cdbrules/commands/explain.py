@@ -11,7 +11,7 @@ from ..errors import RulesSyntaxError
 from ..explainer import Explanation, Origin, explain
 from ..rules import Decision
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error, write_out
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, open_stdin, say, system_error, write_out
 
 
 def register(sub: Any) -> None:
@@ -88,6 +88,11 @@ def _json(x: Explanation, ip: str, host: Optional[str], info: Optional[str]) -> 
     }) + "\n"
 
 
+def _stdin() -> bytes:
+    with open_stdin() as f:
+        return f.read()
+
+
 def run(ns: argparse.Namespace) -> int:
     words: List[str] = ns.words
     if "--" in words:
@@ -97,9 +102,11 @@ def run(ns: argparse.Namespace) -> int:
         rules, conn = words[:1], words[1:]
     if not rules or not 1 <= len(conn) <= 3:
         ns.parser.error("expected RULES... -- IP [HOST [INFO]]")
-    ip, host, info = (conn + [None, None])[:3]
+    ip = conn[0]
+    host: Optional[str] = conn[1] if len(conn) > 1 else None
+    info: Optional[str] = conn[2] if len(conn) > 2 else None
     try:
-        x = explain([r if r != "-" else os.fdopen(0, "rb", closefd=False).read() for r in rules],
+        x = explain([r if r != "-" else _stdin() for r in rules],
                     os.fsencode(ip), None if host is None else os.fsencode(host),
                     None if info is None else os.fsencode(info))
     except RulesSyntaxError as e:
