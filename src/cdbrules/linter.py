@@ -469,12 +469,15 @@ def _net_fix(ip: bytes) -> Optional[str]:
     return "write its addresses or prefixes ending in '.' (or ':' for IPv6), or compile with --cidr"
 
 
+_OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4_GOOD = re.compile(rb"(?:%s\.){3}%s\Z|(?:%s\.){1,3}\Z" % (_OCTET, _OCTET, _OCTET))
+
+
 def _v4_problem(ip: bytes, key: bytes) -> Optional[Tuple[str, str, Optional[str]]]:
+    if _V4_GOOD.match(ip):  # an address or prefix as tcpserver writes them
+        return None
     prefix = ip.endswith(b".")
     parts = (ip[:-1] if prefix else ip).split(b".")
-    ok = all(p and p.isdigit() and int(p) <= 255 and str(int(p)).encode() == p for p in parts)
-    if ok and (len(parts) == 4 and not prefix or prefix and len(parts) < 4):
-        return None
     fix = None
     if all(p.isdigit() and int(p) <= 255 for p in parts) and len(parts) <= 4:
         fixed = b".".join(str(int(p)).encode() for p in parts) + (b"." if prefix else b"")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from ..compiler import compile as compile_rules
 from ..errors import RulesSyntaxError, UnsafeTmpError
 from . import COMMANDS
+from ._warnings import Watch
 from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error
 
 
@@ -31,12 +32,17 @@ def register(sub: Any) -> None:
     p.add_argument("cdb", metavar="CDB", help="the rules file tcpserver reads (e.g. /etc/tcp.smtp.cdb)")
     p.add_argument("tmp", metavar="TMP", help="temporary file in the same directory (e.g. /etc/tcp.smtp.tmp)")
     p.add_argument("rules", metavar="RULES", nargs="?", help="rules text (default: standard input)")
-    p.add_argument("-v", "--verbose", action="store_true", help="report lines, rules and keys on stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also name every skipped line and every line that repeats a key, and count lines, "
+                        "rules, records and distinct keys")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print no warnings (the rules that silently do nothing or something else, docs/lint.md)")
     p.set_defaults(run=run)
 
 
 def run(ns: argparse.Namespace) -> int:
     stdin = ns.rules is None or ns.rules == "-"
+    watch: Optional[Watch] = None
     try:
         if stdin:
             if sys.stdin is None:
@@ -46,9 +52,14 @@ def run(ns: argparse.Namespace) -> int:
                 say("compile: no RULES given and standard input is a terminal: "
                     "name the rules file (cdbrules compile CDB TMP RULES) or redirect standard input")
                 return EXIT_PERM
-            stats = compile_rules(sys.stdin.buffer, ns.cdb, ns.tmp)
-        else:
+            watch = None if ns.quiet else Watch(sys.stdin.buffer, "<stdin>", ns.verbose)
+            stats = compile_rules(watch.source() if watch is not None else sys.stdin.buffer, ns.cdb, ns.tmp)
+        elif ns.quiet:
             stats = compile_rules(ns.rules, ns.cdb, ns.tmp)
+        else:
+            with open(ns.rules, "rb", buffering=0) as f:
+                watch = Watch(f, ns.rules, ns.verbose)
+                stats = compile_rules(watch.source(), ns.cdb, ns.tmp)
     except RulesSyntaxError as e:
         say(str(e))  # "tcp.smtp:12: what is wrong", or "line 12: ..." for standard input
         return EXIT_PERM
@@ -58,7 +69,11 @@ def run(ns: argparse.Namespace) -> int:
     except OSError as e:
         say(f"fatal: {system_error(e, ns.tmp)}")
         return EXIT_TEMP
+    if watch is not None:
+        for line in watch.report(stdin):
+            say(line)
     if ns.verbose:
-        say(f"{stats.lines} lines, {stats.rules} rules, {stats.keys} keys written to {ns.cdb}")
+        summary = watch.summary(stats) if watch is not None else None
+        say(f"{summary or f'{stats.lines} lines, {stats.rules} rules, {stats.keys} keys'} written to {ns.cdb}")
     return EXIT_OK
 
