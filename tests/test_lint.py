@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+import os
 import random
 from pathlib import Path
 from typing import List, NamedTuple, Optional
@@ -26,6 +27,9 @@ import cdbrules
 from cdbrules import Finding, RulesSyntaxError
 from cdbrules.linter import CODES, Linter
 from helpers import EXAMPLES, FUZZ, run_cli
+
+HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))
+RANDOM_N = int(os.environ.get("CDBRULES_LINT_RANDOM_N", "1500"))
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -210,7 +214,7 @@ def good_file(draw: st.DrawFn) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=HYPOTHESIS_N, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(good_file())
 def test_good_rules_give_nothing(tmp_path_factory: pytest.TempPathFactory, text: bytes) -> None:
     d = tmp_path_factory.mktemp("good")
@@ -250,7 +254,7 @@ def test_fuzz_corpus(tmp_path: Path) -> None:
 def test_random_bytes(tmp_path: Path) -> None:
     rng = random.Random(10)
     alphabet = b"0123456789.:-=@,\"/ \t\r\n#allowdenyABCxyz\xef\xbb\xbf\xff\x00"
-    for _ in range(1500):
+    for _ in range(RANDOM_N):
         n = rng.randint(0, 200)
         if rng.random() < 0.3:
             text = bytes(rng.getrandbits(8) for _ in range(n))
