@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import IO, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
+from typing import IO, Dict, List, NamedTuple, Optional, Set, Tuple, Union
 
 from . import _bindings as C
 from ._bindings import RULES_MAX_LINE

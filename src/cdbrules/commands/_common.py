@@ -72,3 +72,29 @@ def open_stdin() -> BinaryIO:
     """Standard input (descriptor 0) as a binary file, left open when closed; OSError
     when there is none."""
     return open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115
+
+
+def failed(e: Exception, command: str) -> int:
+    """Report what stopped a command that reads rules text and cdb files; the exit code.
+
+    A bad rules line (its message names file and line) or another bad value: 100; a damaged
+    cdb file or a failed system call: 111."""
+    from ..errors import CdbFormatError, RulesSyntaxError
+
+    if isinstance(e, RulesSyntaxError):
+        say(str(e))
+        return EXIT_PERM
+    if isinstance(e, CdbFormatError):
+        say(f"fatal: {e}")
+        return EXIT_TEMP
+    if isinstance(e, OSError):
+        say(f"fatal: {system_error(e)}")
+        return EXIT_TEMP
+    say(f"{command}: {e}")
+    return EXIT_PERM
+
+
+def print_text(text: str, rc: int = EXIT_OK) -> int:
+    """Write text to standard output; rc, or the exit code of a failed write."""
+    failed_write = write_out(text.encode("utf-8", "surrogateescape"))
+    return rc if failed_write is None else failed_write

@@ -6,9 +6,8 @@ import argparse
 from typing import Any
 
 from ..decompiler import DecompileError, decompile
-from ..errors import CdbFormatError
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error, write_out
+from ._common import EXIT_PERM, failed, print_text, say
 
 
 def register(sub: Any) -> None:
@@ -36,11 +35,6 @@ def run(ns: argparse.Namespace) -> int:
         for bad in e.problems:
             say(f"{ns.cdb}: record {bad.record + 1}, key {bad.key!r}: {bad.reason}")
         return EXIT_PERM
-    except CdbFormatError as e:
-        say(f"fatal: {e}")
-        return EXIT_TEMP
-    except OSError as e:
-        say(f"fatal: {system_error(e)}")
-        return EXIT_TEMP
-    rc = write_out(text)
-    return EXIT_OK if rc is None else rc
+    except (OSError, ValueError) as e:  # (ValueError: a damaged cdb file)
+        return failed(e, "decompile")
+    return print_text(text.decode("utf-8", "surrogateescape"))

@@ -7,11 +7,10 @@ import json
 from typing import Any, Dict, List, Optional
 
 from ..decompiler import rule_text
-from ..errors import CdbFormatError, RulesSyntaxError
 from ..rules import Decision
 from ..rulesdiff import IpChange, KeyChange, RulesDiff, diff, variable_changes
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error, write_out
+from ._common import EXIT_OK, failed, print_text
 
 EXIT_DIFFERENT = 1
 
@@ -94,18 +93,8 @@ def _json(r: RulesDiff, ns: argparse.Namespace) -> str:
 def run(ns: argparse.Namespace) -> int:
     try:
         r = diff(ns.old, ns.new, ips=ns.ip)
-    except RulesSyntaxError as e:
-        say(str(e))
-        return EXIT_PERM
-    except CdbFormatError as e:
-        say(f"fatal: {e}")
-        return EXIT_TEMP
-    except ValueError as e:  # an IP with a NUL
-        say(f"diff: {e}")
-        return EXIT_PERM
-    except OSError as e:
-        say(f"fatal: {system_error(e)}")
-        return EXIT_TEMP
+    except (OSError, ValueError) as e:  # (ValueError: a bad rules line, a damaged cdb, an IP with a NUL)
+        return failed(e, "diff")
     if ns.json:
         out = _json(r, ns)
         different = r.different if ns.ip else bool(r.changes)
@@ -118,7 +107,4 @@ def run(ns: argparse.Namespace) -> int:
         if out:
             out = f"--- {ns.old}\n+++ {ns.new}\n{out}"
         different = bool(r.changes)
-    rc = write_out(out.encode("utf-8", "surrogateescape"))
-    if rc is not None:
-        return rc
-    return EXIT_DIFFERENT if different else EXIT_OK
+    return print_text(out, EXIT_DIFFERENT if different else EXIT_OK)

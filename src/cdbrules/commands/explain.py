@@ -7,11 +7,10 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from ..errors import RulesSyntaxError
 from ..explainer import Explanation, Origin, explain
 from ..rules import Decision
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, open_stdin, say, system_error, write_out
+from ._common import failed, open_stdin, print_text
 
 
 def register(sub: Any) -> None:
@@ -109,15 +108,6 @@ def run(ns: argparse.Namespace) -> int:
         x = explain([r if r != "-" else _stdin() for r in rules],
                     os.fsencode(ip), None if host is None else os.fsencode(host),
                     None if info is None else os.fsencode(info))
-    except RulesSyntaxError as e:
-        say(str(e))
-        return EXIT_PERM
-    except OSError as e:
-        say(f"fatal: {system_error(e)}")
-        return EXIT_TEMP
-    except ValueError as e:  # a NUL in the connection's text
-        say(f"explain: {e}")
-        return EXIT_PERM
-    out = _json(x, ip, host, info) if ns.json else _plain(x)
-    rc = write_out(out.encode("utf-8", "surrogateescape"))
-    return EXIT_OK if rc is None else rc
+    except (OSError, ValueError) as e:  # (ValueError: a bad rules line, a NUL in the connection)
+        return failed(e, "explain")
+    return print_text(_json(x, ip, host, info) if ns.json else _plain(x))

@@ -8,7 +8,7 @@ from typing import Any, List
 
 from ..linter import Finding, lint
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, open_stdin, say, system_error, write_out
+from ._common import EXIT_OK, EXIT_PERM, failed, open_stdin, print_text, say
 
 EXIT_WARNINGS = 1
 
@@ -51,15 +51,11 @@ def run(ns: argparse.Namespace) -> int:
         except OSError as e:
             if e.filename is None and src != "-":
                 e.filename = src
-            say(f"fatal: {system_error(e)}")
-            return EXIT_TEMP
+            return failed(e, "lint")
     if ns.format == "json":
         out = json.dumps([f.as_dict() for f in findings]) + "\n"
     else:
         out = "".join(f"{f}\n" for f in findings)
-    rc = write_out(out.encode("utf-8", "surrogateescape"))
-    if rc is not None:
-        return rc
     if any(f.severity == "error" for f in findings):
-        return EXIT_PERM
-    return EXIT_WARNINGS if findings else EXIT_OK
+        return print_text(out, EXIT_PERM)
+    return print_text(out, EXIT_WARNINGS if findings else EXIT_OK)
