@@ -6,15 +6,19 @@ conftest.py), never from one another.
   ``char_device``;
 * ``run_cli``: ``cdbrules ARGV`` run in this process, and ``cdb_input`` (cdbmake's input);
 * ``bucket_keys``: keys that land in one cdb hash bucket;
-* the model of spec 3.2-3.4 that predicts where each tcprules build splits a line
-  (``split_lines``, ``kind`` ...), and the differential oracle built on it that runs an
-  input through ``cdbrules.compile`` and both reference builds (``Checker``, ``check_all``;
-  the ``checker`` fixture is in conftest.py).
+* the fuzz corpora the suite replays (``fuzz_units``, ``cdbget_keys``, ``lookup_unit``)
+  and what the replay compares with the reference programs (``replay_counts``: the
+  README's figures, by fuzz/report.py);
+* the model of docs/format.md ("The separator") that predicts where each tcprules build
+  splits a line (``split_lines``, ``kind`` ...), and the differential oracle built on it
+  that runs an input through ``cdbrules.compile`` and both reference builds (``Checker``,
+  ``check_all``; the ``checker`` fixture is in conftest.py).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import importlib.util
 import io
 import os
 import random
@@ -28,19 +32,30 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import pytest
 
 import cdbrules
 from cdbrules import RulesSyntaxError
-from cdbrules._native import lib
+from cdbrules._bindings import cdb_hash
 from cdbrules.cli import main
 from refs import truthy
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 FUZZ = ROOT / "fuzz"
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of the repository (examples/gen_blocklist.py, bench/report.py, ...) loaded
+    as a module, without running its main."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 # --------------------------------------------------------------------------------------
@@ -172,7 +187,7 @@ def bucket_keys(bucket: int, n: int, prefix: bytes = b"k") -> List[bytes]:
     i = 0
     while len(out) < n:
         k = prefix + b"%d" % i
-        if lib.cdb_hash(k, len(k)) & 255 == bucket:
+        if cdb_hash(k) & 255 == bucket:
             out.append(k)
         i += 1
     return out
@@ -189,7 +204,8 @@ PARSE_ERROR = b"tcprules: fatal: unable to parse this line: "
 
 
 # --------------------------------------------------------------------------------------
-# the model of spec 3.2-3.4 that predicts where each build splits a line (no parsing)
+# the model of docs/format.md ("Trailing blanks", "The separator") that predicts where each
+# build splits a line (no parsing)
 
 
 def split_lines(text: bytes) -> List[bytes]:
@@ -396,7 +412,7 @@ def predicted_hang(p: Plan, ours: Ours) -> Tuple[bool, bool]:
     """(hangs, may instead fail) for the v6 build on the whole input.
 
     It hangs at the first line with no separator (no ':' at all included) that it reaches;
-    it reaches a line if we did not stop before it.  The stale-buffer quirk (spec 3.4) can
+    it reaches a line if we did not stop before it.  The stale-buffer quirk (end of docs/format.md) can
     turn a hang on a last line without a newline into a parse error of that line."""
     stop = ours.lineno if ours.lineno else len(p.lines)
     for i in range(stop):
@@ -522,3 +538,94 @@ def verify_hangs(checker: Checker, inputs: Sequence[bytes]) -> List[str]:
         for data, fut in futures:
             failures += [f"{describe(data)}: {problem}" for problem in fut.result()]
     return failures
+
+
+# --------------------------------------------------------------------------------------
+# the fuzz corpora, replayed by test_fuzz_regressions (and counted for the README)
+
+CDB_HEADER = 2048
+
+
+def fuzz_units(name: str) -> List[Path]:
+    """The committed units of a harness, and those under $CDBRULES_FUZZ_CORPUS/NAME (to
+    replay what a long fuzz/run learnt: CDBRULES_FUZZ_CORPUS=.cache/fuzz/corpus)."""
+    out: List[Path] = []
+    roots = [FUZZ / "corpus", FUZZ / "regressions"]
+    if os.environ.get("CDBRULES_FUZZ_CORPUS"):
+        roots.append(Path(os.environ["CDBRULES_FUZZ_CORPUS"]))
+    for d in (r / name for r in roots):
+        if d.is_dir():
+            out += sorted(p for p in d.iterdir() if p.is_file())
+    return out
+
+
+def keys_to_try(data: bytes) -> List[bytes]:
+    """The keys of the first records (walked as djb's cdbdump would, stopping at damage),
+    the empty key, a key that is in no file and a few slices of the file (which walk
+    its hash tables, damaged or not)."""
+    keys: List[bytes] = [b"", b"no such key"]
+    bytes_ = data[CDB_HEADER:].replace(b"\0", b"")
+    keys += [bytes_[at:at + 1 + i] for i, at in enumerate((0, 5, 17, 41, 97, 211)) if at < len(bytes_)]
+    end = int.from_bytes(data[:4], "little") if len(data) >= 4 else 0
+    if not CDB_HEADER <= end <= len(data):
+        end = len(data)
+    pos = CDB_HEADER
+    while pos + 8 <= end and len(keys) < 16:
+        kl = int.from_bytes(data[pos:pos + 4], "little")
+        dl = int.from_bytes(data[pos + 4:pos + 8], "little")
+        if pos + 8 + kl + dl > end:
+            break
+        keys.append(data[pos + 8:pos + 8 + kl])
+        pos += 8 + kl + dl
+    return keys
+
+
+def cdbget_keys(data: bytes) -> List[bytes]:
+    """The keys of keys_to_try that cdbget can be asked for (it takes the key as an
+    argument: none empty, with a NUL or starting with '-').  A file shorter than its
+    header is compared with nothing: cdbrules refuses it whole, where cdbget answers from
+    what header is left (test_file_shorter_than_its_header)."""
+    return [k for k in keys_to_try(data) if k and b"\0" not in k and not k.startswith(b"-")]
+
+
+def lookup_unit(data: bytes) -> Tuple[int, bytes, bytes, bytes, bytes]:
+    """A fuzz_lookup unit: (flags, ip, host, info, rules text or cdb image)."""
+    flags, rest = data[0], data[1:]
+    parts = rest.split(b"\0", 3)
+    while len(parts) < 4:
+        parts.append(b"")
+    return flags, parts[0], parts[1], parts[2], parts[3]
+
+
+def v6_whole(data: bytes) -> bool:
+    """The IPv6 tcprules can run on the whole text (no line it would hang on), so the
+    oracle compares with it byte for byte; otherwise with its run on the part before
+    such a line, and with the IPv4 build on the whole text."""
+    p = plan(data)
+    return p.cut is None and not p.dropped
+
+
+@dataclass
+class ReplayCounts:
+    """What test_fuzz_regressions compares with the reference programs."""
+
+    reader_files: int  # cdb files
+    reader_short: int  # of them, shorter than a header: refused, compared with nothing
+    reader_lookups: int  # keys looked up by Reader and by freecdb's cdbget
+    rules_files: int  # rules texts compiled and compared with tcprules
+    rules_v6_whole: int  # of them, compared with the IPv6 build on the whole text
+    lookups: int  # connections checked by `cdbrules check` and the IPv6 tcprulescheck
+
+
+def replay_counts() -> ReplayCounts:
+    reader = [u.read_bytes() for u in fuzz_units("reader")]
+    full = [d for d in reader if len(d) >= CDB_HEADER]
+    rules = [u.read_bytes() for u in fuzz_units("rules")]
+    return ReplayCounts(
+        reader_files=len(reader),
+        reader_short=len(reader) - len(full),
+        reader_lookups=sum(len(cdbget_keys(d)) for d in full),
+        rules_files=len(rules),
+        rules_v6_whole=sum(v6_whole(d) for d in rules),
+        lookups=len(fuzz_units("lookup")),
+    )

@@ -21,12 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdbrules import CdbFormatError, Reader, Writer
-<<<<<<< HEAD
 from cdbrules import MakeInputError, SizeLimitError, make
-=======
-from cdbrules.writer import MakeInputError, SizeLimitError, make
 from helpers import maxrss_kib
->>>>>>> testsfix
 
 RECS: List[Tuple[bytes, bytes]] = [
     (b"a", b"1"),
@@ -45,7 +41,7 @@ def write(path: Path, recs: List[Tuple[bytes, bytes]]) -> None:
 
 
 def size_of(recs: List[Tuple[bytes, bytes]]) -> int:
-    """The file size the format prescribes (spec 1.1)."""
+    """The file size the format prescribes (docs/format.md, "Layout")."""
     return 2048 + sum(8 + len(k) + len(v) for k, v in recs) + 16 * len(recs)
 
 

@@ -23,14 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdbrules import Reader, Writer
-<<<<<<< HEAD
-from cdbrules._native import lib
 from cdbrules import make
-from test_cdb_cli import PY, cdb_input, run_cli
-=======
-from cdbrules.writer import make
 from helpers import PY, bucket_keys, cdb_input, run_cli
->>>>>>> testsfix
 
 N = int(os.environ.get("CDBRULES_DIFF_N", "60"))
 BIG = int(os.environ.get("CDBRULES_DIFF_BIG", "250000"))

@@ -4,8 +4,8 @@ Covered: a full disk (a 64 KiB tmpfs), a write that fails half way (RLIMIT_FSIZE
 device as TMP, no permission (TMP's directory, CDB's directory), a missing directory,
 TMP on another file system, an input that cannot be read (a directory, an I/O error half
 way), and the 4 GiB limit (lowered through
-``Writer(..., _limit=N)`` and the C field ``cdb_make.limit``).  Also the spec's cases
-where the classic tools hang or crash (sections 3.4 and 5.1).
+``Writer(..., _limit=N)`` and the C field ``cdb_make.limit``).  Also the cases where the classic
+tools hang or crash (docs/compatibility.md).
 
 "As it was" means the same bytes *and* the same inode: nothing was written into it and
 nothing was renamed over it.  TMP is gone afterwards unless the process was killed.
@@ -387,7 +387,8 @@ def test_size_limit_compile_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize("line", [b"1.2.3.4: allow\n", b"::1:bogus", b"1.2.3.4:ALLOW\n:allow\n"])
 def test_v6_hang_inputs_fail_fast(tmp_path: Path, refs: object, line: bytes) -> None:
-    """The IPv6 tcprules spins forever on these (spec 3.4); cdbrules says which line, exit 100."""
+    """The IPv6 tcprules spins forever on these (docs/format.md, "The separator"); cdbrules
+    says which line, exit 100."""
     ref = refs.run([refs.tcprules_v6, str(tmp_path / "ref.cdb"), str(tmp_path / "ref.tmp")],  # type: ignore[attr-defined]
                    stdin=line, timeout=2)
     assert ref.timed_out  # the oracle confirms the input is one that hangs
@@ -403,7 +404,7 @@ def test_v6_hang_inputs_fail_fast(tmp_path: Path, refs: object, line: bytes) -> 
 
 def test_directory_or_empty_file_as_cdb(tmp_path: Path) -> None:
     """tcprulescheck segfaults on a directory and says 'invalid argument' for an empty
-    file (spec 5.1); cdbrules gives a clean error for both."""
+    file (docs/compatibility.md); cdbrules gives a clean error for both."""
     with pytest.raises(IsADirectoryError) as e:
         Reader(tmp_path)
     assert e.value.filename == str(tmp_path)

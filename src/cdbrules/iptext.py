@@ -1,4 +1,5 @@
-"""``tcpserver_ip``: the TCPREMOTEIP text tcpserver gives a client's address."""
+"""``tcpserver_ip``: the TCPREMOTEIP text tcpserver gives a client's address
+(docs/lookup.md, "How tcpserver writes the client's address")."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 
 ``Rules(path).check(ip, host, info)`` gives the :class:`Decision` tcpserver would make for a
 connection, from a rules file compiled by ``cdbrules compile`` or the real ``tcprules``.
-Every key of the lookup order (spec section 5, IPv6 boundaries included) is tried in one C
-call; the matched record is decoded once per loaded file and its :class:`Decision` reused.
+Every key of the lookup order (docs/lookup.md, "The lookup order"; IPv6 boundaries
+included) is tried in one C call; the matched record is decoded once per loaded file and its
+:class:`Decision` reused.
 
 tcpserver reopens the rules file for every connection, so a recompiled file takes effect at
 once.  A long-lived :class:`Rules` does the same cheaply: at most every ``reload_interval``
