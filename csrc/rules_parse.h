@@ -55,7 +55,7 @@ struct rules_line {
   size_t items;           /* RULE: where the items start (just after the keyword) */
   size_t nitems;          /* RULE: how many ",NAME=dVALUEd" items */
   size_t datalen;         /* RULE: the bytes of the cdb value */
-  int range;              /* RULE: the key is a range such as 1.2.3.4-7 (docs/format.md) */
+  int range;              /* RULE: the key is a range such as 1.2.3.4-7 (docs/format.md, "Ranges") */
   size_t rlo, rdash, rhi; /* range: the bottom bound is s[rlo..rdash), the top s[rdash+1..rhi) */
   uint64_t bot, top;      /* range: the bounds (top clamped to 255); bot > top: no key at all */
   int code;               /* ERROR: enum rules_errcode */

@@ -1,7 +1,7 @@
 """``cdbrules explain``: on random rule sets and connections, the decision is
 ``Rules.check``'s on the compiled file, the line named is the first line that wrote the
-matched key, the keys listed are tcpserver's lookup order (spec section 5, written out
-here again as a model), and the lines that lose are exactly the other lines that wrote
+matched key, the keys listed are tcpserver's lookup order (docs/lookup.md, "The lookup
+order", written out here again as a model), and the lines that lose are exactly the other lines that wrote
 the matched key or a key tried later.
 """
 

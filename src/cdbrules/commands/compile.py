@@ -36,7 +36,8 @@ def register(sub: Any) -> None:
                    help="also name every skipped line and every line that repeats a key, and count lines, "
                         "rules, records and distinct keys")
     p.add_argument("-q", "--quiet", action="store_true",
-                   help="print no warnings (the rules that silently do nothing or something else, docs/lint.md)")
+                   help="print no warnings about rules that silently do nothing, or something else than they seem "
+                        "to (docs/lint.md lists them)")
     p.set_defaults(run=run)
 
 

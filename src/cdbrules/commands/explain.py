@@ -33,8 +33,8 @@ def register(sub: Any) -> None:
     )
     p.intermixed = False  # everything after RULES is the connection
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("words", nargs=argparse.REMAINDER, metavar="RULES... -- IP [HOST [INFO]]",
-                   help="the rules files, '--', then the connection as tcpserver sees it")
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="RULES...",
+                   help="the rules files, then '--' and the connection as tcpserver sees it: IP [HOST [INFO]]")
     p.set_defaults(run=run, parser=p)
 
 
