@@ -6,27 +6,36 @@ from the source to the parser and turns a rules error into a sentence.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
-from typing import Any, BinaryIO, NamedTuple, NoReturn, Optional
+import tempfile
+from typing import Any, BinaryIO, Callable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
 from ._output import SameFileError, UnsafeTmpError, _same_file, optional_tmp
 from .errors import PathLike, RulesSyntaxError
+from .networks import network_reason
 from .writer import CdbMake, Source, open_source, read_chunks
 
-__all__ = ["compile", "CompileStats"]
-
+__all__ = ["compile", "compile_origins", "expand", "CompileStats"]
 
 
 class CompileStats(NamedTuple):
-    """What a compile did: ``lines`` read, ``rules`` (lines that were rules), ``keys`` written.
+    """What a compile did: ``lines`` read, ``rules`` (lines that were rules, and list
+    entries), ``keys`` written, ``networks`` read (with ``cidr``); ``warnings``: lines that
+    are probably not what was meant (a network key without ``cidr``), one sentence each
+    naming file:line; ``notes``: with ``cidr``, IPv6 networks that cost many keys.
 
     (A NamedTuple rather than a dataclass: importing dataclasses costs the CLI ~10 ms.)"""
 
     lines: int
     rules: int
     keys: int
+    networks: int = 0
+    warnings: Tuple[str, ...] = ()
+    notes: Tuple[str, ...] = ()
 
 
 def _show(b: bytes, limit: int = 48) -> str:
@@ -115,58 +124,203 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
-def _syntax_error(p: Any, source: Optional[str]) -> RulesSyntaxError:
+def _syntax_error(p: Any, names: Sequence[Optional[str]], nrules: int) -> RulesSyntaxError:
     e = p.err
     line = bytes(ffi.buffer(e.line, e.linelen))
     name = line[e.name:e.name + e.namelen]
-    return RulesSyntaxError(int(e.lineno), line, int(e.column), _reason(e.code, line, e.column, name), source)
+    src = int(e.src)
+    if e.code == lib.RULES_E_NETWORK:
+        reason = network_reason(e.netcode, name, e.net, plain=src >= nrules)
+    else:
+        reason = _reason(e.code, line, e.column, name)
+    return RulesSyntaxError(int(e.lineno), line, int(e.column), reason, names[src] if src < len(names) else None)
 
 
-def compile(source: Source, cdb: PathLike, tmp: Optional[PathLike] = None) -> CompileStats:  # noqa: A001
-    """Compile tcprules text from source (a path, a binary file object read to its end, or
-    a file descriptor)
-    into the cdb file at cdb, byte for byte the file tcprules writes; return what was done.
+Sources = Union[Source, Sequence[Source]]
+#: A list file and the instruction each of its entries gets (``deny``, ``allow,RBLSMTPD="-..."``).
+ListSpec = Tuple[Source, Union[str, bytes]]
+
+
+def _as_sources(sources: Sources) -> List[Source]:
+    if isinstance(sources, (str, bytes, int, os.PathLike)) or hasattr(sources, "read"):
+        return [sources]  # type: ignore[list-item]
+    return list(sources)  # type: ignore[arg-type]
+
+
+def compile(  # noqa: A001
+    sources: Sources, cdb: PathLike, tmp: Optional[PathLike] = None, *, cidr: bool = False,
+    lists: Sequence[ListSpec] = (),
+) -> CompileStats:
+    """Compile tcprules text from sources into the cdb file at cdb; return what was done.
+
+    ``sources``: a path, a binary file object (read to its end) or a file descriptor, or a
+    sequence of them, read in order as one text (messages name each one's own lines).
+    Without ``cidr`` the file is byte for byte the one tcprules writes; a key that looks
+    like a network (``10.0.0.0/8``) is kept as tcprules keeps it and named in
+    ``warnings``.  With ``cidr`` a key ``NET/LEN`` means that network, written as the
+    keys the real tcpserver looks up; the longest network holding an address wins, then
+    the first line (see docs/networks.md).  ``lists``: ``(path, instruction)`` pairs of
+    address/network lists (implies ``cidr``); for the same network the rules come first,
+    then the lists in order.
 
     The file is written to tmp (``cdb + ".tmp"`` unless given), fsynced and renamed over
     cdb, and cdb's directory fsynced.  On any error cdb is untouched and tmp removed (or,
     if it was there before, emptied).  Raises:
 
-    * :class:`RulesSyntaxError` (a ValueError) for a line tcprules rejects, with
-      ``lineno``, ``line`` (bytes), ``column`` and ``reason``;
+    * :class:`RulesSyntaxError` (a ValueError) for a line tcprules rejects, or with
+      ``cidr`` a network that cannot be written exactly, with ``lineno``, ``line``
+      (bytes), ``column``, ``reason`` and ``source``;
     * ``UnsafeTmpError`` (a ValueError; ``SameFileError`` when tmp is cdb) when writing tmp
       would destroy cdb, the rules themselves or a text file;
     * :class:`OSError` naming the file (``filename``; ``filename2`` for the rename) for a
       system error.
     """
-    f, name, owned = open_source(source)
+    return _compile(sources, cdb, tmp, cidr, lists, False)[0]
+
+
+def compile_origins(
+    sources: Sources, cdb: PathLike, tmp: Optional[PathLike] = None, *, cidr: bool = False,
+    lists: Sequence[ListSpec] = (),
+) -> Tuple[CompileStats, List[Tuple[int, int]]]:
+    """:func:`compile`, and where each record written came from: a list, in file order,
+    of ``(source, line)``: the index of its source (the rules sources from 0, then the
+    lists) and its line there (from 1).  For ``explain`` and ``lint``."""
+    return _compile(sources, cdb, tmp, cidr, lists, True)
+
+
+def expand(sources: Sources, out: Union[BinaryIO, int], *, lists: Sequence[ListSpec] = ()) -> CompileStats:
+    """Write the rules as classic tcprules text, networks turned into the keys
+    ``compile(cidr=True)`` writes, one ``KEY:INSTRUCTION`` line a record in its order:
+    tcprules compiles that text into the same bytes.  ``out``: a binary file or a file
+    descriptor.  Raises as :func:`compile`; ``ValueError`` for a key tcprules text cannot
+    carry (a range left in a key, such as ``1.2-3.4-5``)."""
+    srcs = _as_sources(sources)
+    p = ffi.new("struct rules_parser *")
+    lib.rules_parser_init(p, ffi.NULL)
     try:
-        return _compile(f, name, cdb, optional_tmp(cdb, tmp))
+        if lib.rules_parser_cidr(p, 1) < 0:
+            raise MemoryError("out of memory")
+        lines, names = _feed_all(p, srcs, lists, None)
+        fd = out if isinstance(out, int) else None
+        tmpf: Optional[BinaryIO] = None
+        if fd is None:
+            flush = getattr(out, "flush", None)
+            if flush is not None:
+                flush()
+            try:
+                fd = out.fileno()  # type: ignore[union-attr]
+            except (AttributeError, OSError, ValueError):
+                tmpf = tempfile.TemporaryFile()
+                fd = tmpf.fileno()
+        try:
+            if lib.rules_write(p, fd) < 0:
+                code = ffi.errno
+                if code == errno.EDOM:
+                    raise ValueError("a key holds a range tcprules would expand again (such as 1.2-3.4-5): "
+                                     "it cannot be written as tcprules text")
+                raise OSError(code, os.strerror(code), getattr(out, "name", None) if fd != out else None)
+            if tmpf is not None:
+                tmpf.seek(0)
+                shutil.copyfileobj(tmpf, out)  # type: ignore[arg-type]
+        finally:
+            if tmpf is not None:
+                tmpf.close()
+        return _stats(p, lines, names, len(srcs))
     finally:
-        if owned:
-            f.close()
+        lib.rules_parser_free(p)
 
 
-def _compile(f: BinaryIO, name: Optional[str], cdb: PathLike, tmp: PathLike) -> CompileStats:
-    # Messages name the rules file; not a stream's pseudo-name such as "<stdin>".
-    where = None if name is None or name.startswith("<") else name
-    _check_tmp(f, cdb, tmp)
+def _compile(sources: Sources, cdb: PathLike, tmp: Optional[PathLike], cidr: bool, lists: Sequence[ListSpec],
+             origins: bool) -> Tuple[CompileStats, List[Tuple[int, int]]]:
+    srcs = _as_sources(sources)
+    tmp = optional_tmp(cdb, tmp)
     mk = CdbMake.open(cdb, tmp)
     p = ffi.new("struct rules_parser *")
     lib.rules_parser_init(p, mk.m)
+    p.want_origin = 1 if origins else 0
     try:
-        for chunk, n in read_chunks(f, name):
-            if lib.rules_feed(p, chunk, n) < 0:
-                _fail(p, mk, where)
-        if lib.rules_finish(p) < 0:
-            _fail(p, mk, where)
-        stats = CompileStats(int(p.lineno), int(p.rules), int(p.keys))
+        if (cidr or lists) and lib.rules_parser_cidr(p, 0) < 0:
+            mk.fail()
+        lines, names = _feed_all(p, srcs, lists, lambda f: _check_tmp(f, cdb, tmp), mk)
+        if lib.rules_write(p, -1) < 0:
+            mk.fail()
+        stats = _stats(p, lines, names, len(srcs))
+        where = _origins(p) if origins else []
         mk.finish()
-        return stats
+        return stats, where
     except BaseException:
         mk.abort()
         raise
     finally:
         lib.rules_parser_free(p)
+
+
+def _feed_all(p: Any, srcs: Sequence[Source], lists: Sequence[ListSpec], check: Optional[Callable[[BinaryIO], None]],
+              mk: Optional[CdbMake] = None) -> Tuple[int, List[Optional[str]]]:
+    """Feed every source, then every list, to the parser; return (lines, names)."""
+    names: List[Optional[str]] = []
+    lines = 0
+    todo: List[Tuple[Source, Optional[bytes]]] = [(s, None) for s in srcs]
+    todo += [(path, ins.encode("utf-8", "surrogateescape") if isinstance(ins, str) else bytes(ins))
+             for path, ins in lists]
+    for i, (src, instruction) in enumerate(todo):
+        f, name, owned = open_source(src)
+        # Messages name the file; not a stream's pseudo-name such as "<stdin>".
+        names.append(None if name is None or name.startswith("<") else name)
+        try:
+            if check is not None:
+                check(f)
+            if instruction is None:
+                lib.rules_parser_source(p, i)
+            elif lib.rules_list_start(p, i, instruction, len(instruction)) < 0:
+                if not p.err.code:
+                    raise MemoryError("out of memory")
+                e = _syntax_error(p, names, len(srcs))
+                e.args = (f"--list {names[i] or '-'}: the instruction {instruction.decode('latin-1')!r}: {e.reason}",)
+                raise e
+            for chunk, n in read_chunks(f, name):
+                if lib.rules_feed(p, chunk, n) < 0:
+                    _fail(p, mk, names, len(srcs))
+            if lib.rules_finish(p) < 0:
+                _fail(p, mk, names, len(srcs))
+            lines += int(p.lineno)
+        finally:
+            if owned:
+                f.close()
+    return lines, names
+
+
+def _stats(p: Any, lines: int, names: Sequence[Optional[str]], nrules: int) -> CompileStats:
+    warnings: List[str] = []
+    notes: List[str] = []
+    for i in range(int(p.nkept)):
+        n = p.notes[i]
+        key = bytes(n.text[0:n.textlen]).decode("latin-1")
+        src = int(n.src)
+        name = names[src] if src < len(names) else None
+        where = f"{name}:{n.line}" if name else f"line {n.line}"
+        if n.kind == lib.RULES_NOTE_NETKEY:
+            warnings.append(f"{where}: warning: {key!r} looks like a network, but it is compiled as a key tcpserver "
+                            "never looks up (the rule does nothing); compile --cidr makes it the network")
+        else:
+            notes.append(f"{where}: {key} makes {int(n.keys):,} keys (a length that is not a multiple of 16 "
+                         "costs 2^(16 - LEN mod 16) keys)")
+    more = int(p.nnotes[lib.RULES_NOTE_NETKEY]) - lib.RULES_NOTES
+    if more > 0:
+        warnings.append(f"warning: {more:,} more keys look like networks (compile --cidr makes them networks)")
+    more = int(p.nnotes[lib.RULES_NOTE_COSTLY]) - lib.RULES_NOTES
+    if more > 0:
+        notes.append(f"{more:,} more IPv6 networks with a partial last group")
+    return CompileStats(lines, int(p.rules), int(p.keys), int(p.networks), tuple(warnings), tuple(notes))
+
+
+def _origins(p: Any) -> List[Tuple[int, int]]:
+    n = int(p.norigin)
+    if not n:
+        return []
+    words = memoryview(ffi.buffer(p.origin, n * ffi.sizeof("struct rules_origin"))).cast("Q")
+    step = ffi.sizeof("struct rules_origin") // 8
+    return [(src & 0xFFFFFFFF, line) for line, src in zip(words[0::step], words[1::step])]
 
 
 def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
@@ -203,7 +357,9 @@ def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
         )
 
 
-def _fail(p: Any, mk: CdbMake, where: Optional[str]) -> NoReturn:
+def _fail(p: Any, mk: Optional[CdbMake], names: Sequence[Optional[str]], nrules: int) -> NoReturn:
     if p.err.code:  # a rules error, not the writer's
-        raise _syntax_error(p, where)
+        raise _syntax_error(p, names, nrules)
+    if mk is None:
+        raise MemoryError("out of memory")
     mk.fail()

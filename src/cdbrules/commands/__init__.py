@@ -21,6 +21,7 @@ class Command(NamedTuple):
 
 COMMANDS: Dict[str, Command] = {
     "compile": Command("compile", None, "compile tcprules text into a cdb file (drop-in for tcprules)"),
+    "expand": Command("compile", "ExpandCommand", "print rules with networks as classic tcprules text (for stock tcprules)"),
     "check": Command("check", None, "show which rule tcpserver applies to a connection (drop-in for tcprulescheck)"),
     "make": Command("cdbtools", "make", "build a cdb file from cdbmake input (drop-in for cdbmake)"),
     "dump": Command("cdbtools", "dump", "print every record of a cdb file (drop-in for cdbdump)"),

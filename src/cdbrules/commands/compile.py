@@ -1,4 +1,5 @@
-"""``cdbrules compile CDB TMP [RULES]``: a drop-in for ``tcprules CDB TMP < RULES``."""
+"""``cdbrules compile [--cidr] [--list FILE INSTRUCTION]... CDB TMP [RULES...]``: a drop-in for
+``tcprules CDB TMP < RULES``, plus networks; ``cdbrules expand``: the same as tcprules text."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import argparse
 import errno
 import os
 import sys
-from typing import Any
+from typing import Any, List, Optional
 
 from .._output import UnsafeTmpError
+from ..compiler import CompileStats, expand
 from ..compiler import compile as compile_rules
 from ..errors import RulesSyntaxError
 from . import COMMANDS
@@ -33,25 +35,87 @@ def register(sub: Any) -> None:
     )
     p.add_argument("cdb", metavar="CDB", help="the rules file tcpserver reads (e.g. /etc/tcp.smtp.cdb)")
     p.add_argument("tmp", metavar="TMP", help="temporary file in the same directory (e.g. /etc/tcp.smtp.tmp)")
-    p.add_argument("rules", metavar="RULES", nargs="?", help="rules text (default: standard input)")
-    p.add_argument("-v", "--verbose", action="store_true", help="report lines, rules and keys on stderr")
+    p.add_argument("rules", metavar="RULES", nargs="*",
+                   help="rules text, read in order as one text (default: standard input; '-': standard input)")
+    add_network_options(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="report lines, rules, networks and keys on stderr")
     p.set_defaults(run=run)
 
 
+def add_network_options(p: Any, expand: bool = False) -> None:
+    if not expand:
+        p.add_argument("--cidr", action="store_true",
+                       help="a key NET/LEN (such as 10.0.0.0/8 or 2001:db8::/32) means that network: it is "
+                            "written as the keys tcpserver looks up, and the longest network holding a "
+                            "client wins, then the first line (see docs/networks.md)")
+    p.add_argument("--list", nargs=2, action="append", default=[], metavar=("FILE", "INSTRUCTION"),
+                   help="a list of addresses and networks, one a line ('#' or ';' starts a comment), each "
+                        "getting INSTRUCTION, such as deny or 'allow,RBLSMTPD=\"-blocked\"' (implies --cidr; "
+                        "may be given more than once)")
+
+
+def register_expand(sub: Any) -> None:
+    p = sub.add_parser(
+        "expand",
+        help=COMMANDS["expand"].help,
+        description=(
+            "Print the rules as classic tcprules text: networks become the keys "
+            "'compile --cidr' writes, one KEY:INSTRUCTION line a record, in its order, so that "
+            "'cdbrules expand RULES | tcprules CDB TMP' writes the same file as "
+            "'cdbrules compile --cidr CDB TMP RULES' (IPv6 keys need the IPv6 build of tcprules)."
+        ),
+        epilog="Exit codes: 0 done, 100 a bad rules line or bad usage, 111 a system error.",
+    )
+    p.add_argument("rules", metavar="RULES", nargs="*", help="rules text (default: standard input)")
+    add_network_options(p, expand=True)
+    p.add_argument("-v", "--verbose", action="store_true", help="report networks and keys on stderr")
+    p.set_defaults(run=run_expand)
+
+
+def _sources(ns: argparse.Namespace, verb: str) -> Optional[List[Any]]:
+    """The RULES arguments, '-' (or none) being standard input; None after saying why not."""
+    names = ns.rules or ([] if ns.list else ["-"])
+    if names.count("-") > 1:
+        say(f"{verb}: standard input ('-') given twice")
+        return None
+    out: List[Any] = []
+    for n in names:
+        if n != "-":
+            out.append(n)
+            continue
+        if sys.stdin is None:
+            say("fatal: unable to read standard input: it is closed")
+            return None
+        if sys.stdin.isatty():
+            say(f"{verb}: no RULES given and standard input is a terminal: "
+                f"name the rules file (cdbrules {verb} ... RULES) or redirect standard input")
+            return None
+        out.append(sys.stdin.buffer)
+    return out
+
+
+def _report(stats: CompileStats, ns: argparse.Namespace, cidr: bool) -> None:
+    for w in stats.warnings:
+        say(w)
+    if not ns.verbose:
+        return
+    for n in stats.notes:
+        say(n)
+    if cidr:
+        say(f"{stats.networks:,} networks \N{RIGHTWARDS ARROW} {stats.keys:,} keys "
+            f"({stats.lines:,} lines, {stats.rules:,} rules and list entries)")
+    else:
+        say(f"{stats.lines} lines, {stats.rules} rules, {stats.keys} keys written to {getattr(ns, 'cdb', '-')}")
+
+
 def run(ns: argparse.Namespace) -> int:
-    stdin = ns.rules is None or ns.rules == "-"
+    sources = _sources(ns, "compile")
+    if sources is None:
+        return EXIT_TEMP if sys.stdin is None else EXIT_PERM
+    stdin = any(not isinstance(s, str) for s in sources)
+    lists = [(f, i) for f, i in ns.list]
     try:
-        if stdin:
-            if sys.stdin is None:
-                say("fatal: unable to read standard input: it is closed")
-                return EXIT_TEMP
-            if sys.stdin.isatty():
-                say("compile: no RULES given and standard input is a terminal: "
-                    "name the rules file (cdbrules compile CDB TMP RULES) or redirect standard input")
-                return EXIT_PERM
-            stats = compile_rules(sys.stdin.buffer, ns.cdb, ns.tmp)
-        else:
-            stats = compile_rules(ns.rules, ns.cdb, ns.tmp)
+        stats = compile_rules(sources, ns.cdb, ns.tmp, cidr=ns.cidr, lists=lists)
     except RulesSyntaxError as e:
         say(str(e))  # "tcp.smtp:12: what is wrong", or "line 12: ..." for standard input
         return EXIT_PERM
@@ -61,8 +125,30 @@ def run(ns: argparse.Namespace) -> int:
     except OSError as e:
         say(f"fatal: {_system_error(e, ns, stdin)}")
         return EXIT_TEMP
-    if ns.verbose:
-        say(f"{stats.lines} lines, {stats.rules} rules, {stats.keys} keys written to {ns.cdb}")
+    _report(stats, ns, ns.cidr or bool(lists))
+    return EXIT_OK
+
+
+def run_expand(ns: argparse.Namespace) -> int:
+    sources = _sources(ns, "expand")
+    if sources is None:
+        return EXIT_TEMP if sys.stdin is None else EXIT_PERM
+    stdin = any(not isinstance(s, str) for s in sources)
+    try:
+        stats = expand(sources, sys.stdout.buffer, lists=[(f, i) for f, i in ns.list])
+    except RulesSyntaxError as e:
+        say(str(e))
+        return EXIT_PERM
+    except ValueError as e:
+        say(f"expand: {e}")
+        return EXIT_PERM
+    except OSError as e:
+        if e.filename is None:
+            say(f"fatal: unable to write standard output: {e.strerror or e}")
+        else:
+            say(f"fatal: {_system_error(e, ns, stdin)}")
+        return EXIT_TEMP
+    _report(stats, ns, True)
     return EXIT_OK
 
 
@@ -74,10 +160,16 @@ def _system_error(e: OSError, ns: argparse.Namespace, stdin: bool) -> str:
     if name2 is not None:
         hint = " (TMP must be in the same file system as CDB)" if e.errno == errno.EXDEV else ""
         return f"unable to move {name} to {os.fsdecode(name2)}: {why}{hint}"
-    if name == ns.tmp:
+    if name == getattr(ns, "tmp", None):
         return f"unable to write {name}: {why}"
     if stdin and (name is None or name.startswith("<")):
         return f"unable to read standard input: {why}"
     if name is not None:
         return f"unable to read {name}: {why}"
     return why
+
+
+class ExpandCommand:
+    """``cdbrules expand``: registered from this module (see commands.COMMANDS)."""
+
+    register = staticmethod(register_expand)
