@@ -55,8 +55,9 @@ def v6_groups_nonzero_net(rng: random.Random, base: ipaddress.IPv6Network, lengt
     return net
 
 
-def random_rules(rng: random.Random, n: int) -> Tuple[bytes, List[Entry]]:
-    """Rules text of n rules mixing networks, classic keys, ranges, IPv6 and ::ffff:."""
+def random_rules(rng: random.Random, n: int, v6: bool = True) -> Tuple[bytes, List[Entry]]:
+    """Rules text of n rules mixing networks, classic keys, ranges, IPv6 and ::ffff: (with
+    v6 False: IPv4 only, networks written ::ffff:a.b.c.d/LEN included)."""
     bases4 = [ipaddress.IPv4Network((rng.getrandbits(32), rng.choice([8, 12, 16, 20])), strict=False)
               for _ in range(rng.randint(1, 3))]
     bases6 = []
@@ -69,6 +70,8 @@ def random_rules(rng: random.Random, n: int) -> Tuple[bytes, List[Entry]]:
     for i in range(n):
         deny = rng.random() < 0.3
         kind = rng.random()
+        if not v6 and 0.5 <= kind < 0.8 or not v6 and 0.88 <= kind < 0.96:
+            kind = rng.random() * 0.5
         key: str
         if kind < 0.35:  # an IPv4 network
             base = rng.choice(bases4)
