@@ -11,7 +11,8 @@ import os
 import shutil
 import stat
 import tempfile
-from typing import Any, BinaryIO, Callable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
+from contextlib import ExitStack
+from typing import Any, BinaryIO, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
 from ._output import SameFileError, UnsafeTmpError, _same_file, optional_tmp
@@ -144,7 +145,7 @@ ListSpec = Tuple[Source, Union[str, bytes]]
 def _as_sources(sources: Sources) -> List[Source]:
     if isinstance(sources, (str, bytes, int, os.PathLike)) or hasattr(sources, "read"):
         return [sources]  # type: ignore[list-item]
-    return list(sources)  # type: ignore[arg-type]
+    return list(sources)
 
 
 def compile(  # noqa: A001
@@ -200,7 +201,9 @@ def expand(sources: Sources, out: Union[BinaryIO, int], *, lists: Sequence[ListS
     try:
         if lib.rules_parser_cidr(p, 1) < 0:
             raise MemoryError("out of memory")
-        lines, names = _feed_all(p, srcs, lists, None)
+        with ExitStack() as opened:
+            inputs = _open_all(opened, srcs, lists)
+            lines, names = _feed_all(p, inputs, len(srcs))
         fd = out if isinstance(out, int) else None
         tmpf: Optional[BinaryIO] = None
         if fd is None:
@@ -234,59 +237,69 @@ def _compile(sources: Sources, cdb: PathLike, tmp: Optional[PathLike], cidr: boo
              origins: bool) -> Tuple[CompileStats, List[Tuple[int, int]]]:
     srcs = _as_sources(sources)
     tmp = optional_tmp(cdb, tmp)
-    mk = CdbMake.open(cdb, tmp)
-    p = ffi.new("struct rules_parser *")
-    lib.rules_parser_init(p, mk.m)
-    p.want_origin = 1 if origins else 0
-    try:
-        if (cidr or lists) and lib.rules_parser_cidr(p, 0) < 0:
-            mk.fail()
-        lines, names = _feed_all(p, srcs, lists, lambda f: _check_tmp(f, cdb, tmp), mk)
-        if lib.rules_write(p, -1) < 0:
-            mk.fail()
-        stats = _stats(p, lines, names, len(srcs))
-        where = _origins(p) if origins else []
-        mk.finish()
-        return stats, where
-    except BaseException:
-        mk.abort()
-        raise
-    finally:
-        lib.rules_parser_free(p)
+    with ExitStack() as opened:
+        inputs = _open_all(opened, srcs, lists)
+        for f, _, _ in inputs:
+            _check_tmp(f, cdb, tmp)
+        mk = CdbMake.open(cdb, tmp)
+        p = ffi.new("struct rules_parser *")
+        lib.rules_parser_init(p, mk.m)
+        p.want_origin = 1 if origins else 0
+        try:
+            if (cidr or lists) and lib.rules_parser_cidr(p, 0) < 0:
+                mk.fail()
+            lines, names = _feed_all(p, inputs, len(srcs), mk)
+            if lib.rules_write(p, -1) < 0:
+                mk.fail()
+            stats = _stats(p, lines, names, len(srcs))
+            where = _origins(p) if origins else []
+            mk.finish()
+            return stats, where
+        except BaseException:
+            mk.abort()
+            raise
+        finally:
+            lib.rules_parser_free(p)
 
 
-def _feed_all(p: Any, srcs: Sequence[Source], lists: Sequence[ListSpec], check: Optional[Callable[[BinaryIO], None]],
-              mk: Optional[CdbMake] = None) -> Tuple[int, List[Optional[str]]]:
-    """Feed every source, then every list, to the parser; return (lines, names)."""
-    names: List[Optional[str]] = []
-    lines = 0
+_Input = Tuple[BinaryIO, Optional[str], Optional[bytes]]  # file, name, a list's instruction
+
+
+def _open_all(stack: ExitStack, srcs: Sequence[Source], lists: Sequence[ListSpec]) -> List[_Input]:
+    """Every source, then every list, opened (closed with stack where they were opened here)."""
     todo: List[Tuple[Source, Optional[bytes]]] = [(s, None) for s in srcs]
     todo += [(path, ins.encode("utf-8", "surrogateescape") if isinstance(ins, str) else bytes(ins))
              for path, ins in lists]
-    for i, (src, instruction) in enumerate(todo):
+    out: List[_Input] = []
+    for src, instruction in todo:
         f, name, owned = open_source(src)
-        # Messages name the file; not a stream's pseudo-name such as "<stdin>".
-        names.append(None if name is None or name.startswith("<") else name)
-        try:
-            if check is not None:
-                check(f)
-            if instruction is None:
-                lib.rules_parser_source(p, i)
-            elif lib.rules_list_start(p, i, instruction, len(instruction)) < 0:
-                if not p.err.code:
-                    raise MemoryError("out of memory")
-                e = _syntax_error(p, names, len(srcs))
-                e.args = (f"--list {names[i] or '-'}: the instruction {instruction.decode('latin-1')!r}: {e.reason}",)
-                raise e
-            for chunk, n in read_chunks(f, name):
-                if lib.rules_feed(p, chunk, n) < 0:
-                    _fail(p, mk, names, len(srcs))
-            if lib.rules_finish(p) < 0:
-                _fail(p, mk, names, len(srcs))
-            lines += int(p.lineno)
-        finally:
-            if owned:
-                f.close()
+        if owned:
+            stack.callback(f.close)
+        out.append((f, name, instruction))
+    return out
+
+
+def _feed_all(p: Any, inputs: Sequence[_Input], nrules: int, mk: Optional[CdbMake] = None
+              ) -> Tuple[int, List[Optional[str]]]:
+    """Feed every input (the rules, then the lists) to the parser; return (lines, names)."""
+    # Messages name the file; not a stream's pseudo-name such as "<stdin>".
+    names = [None if name is None or name.startswith("<") else name for _, name, _ in inputs]
+    lines = 0
+    for i, (f, name, instruction) in enumerate(inputs):
+        if instruction is None:
+            lib.rules_parser_source(p, i)
+        elif lib.rules_list_start(p, i, instruction, len(instruction)) < 0:
+            if not p.err.code:
+                raise MemoryError("out of memory")
+            e = _syntax_error(p, names, nrules)
+            e.args = (f"--list {names[i] or '-'}: the instruction {instruction.decode('latin-1')!r}: {e.reason}",)
+            raise e
+        for chunk, n in read_chunks(f, name):
+            if lib.rules_feed(p, chunk, n) < 0:
+                _fail(p, mk, names, nrules)
+        if lib.rules_finish(p) < 0:
+            _fail(p, mk, names, nrules)
+        lines += int(p.lineno)
     return lines, names
 
 
