@@ -398,7 +398,7 @@ rules_netset_rule(struct rules_netset *s, const void *data, size_t dlen, uint32_
   if (_net_grow(&s->rules, &s->crules, s->nrules + 1, sizeof *s->rules) < 0)
     return -1;
   r = &s->rules[s->nrules];
-  if (s->nrules && r[-1].dlen == dlen && memcmp(s->dbuf + r[-1].data, data, dlen) == 0)
+  if (s->nrules && r[-1].dlen == dlen && (!dlen || memcmp(s->dbuf + r[-1].data, data, dlen) == 0))
     r->data = r[-1].data; /* a list: every entry has the same value */
   else {
     if (_net_grow(&s->dbuf, &s->dcap, s->dlen + dlen, 1) < 0)
@@ -543,7 +543,7 @@ static int
 _net_emit(struct _net_out *o, const void *key, size_t klen, uint32_t rule)
 {
   const struct rules_nrule *r = &o->s->rules[rule];
-  const unsigned char *d = o->s->dbuf + r->data;
+  const unsigned char *d = r->dlen ? o->s->dbuf + r->data : (const unsigned char *)"";
   if (o->fd < 0) {
     if (cdb_make_add(o->m, key, klen, d, r->dlen) < 0)
       return -1;
@@ -623,7 +623,7 @@ _net_writelits(struct _net_out *o, unsigned char *dead, int last)
     const struct rules_nlit *l = &s->lits[i];
     if (dead[i] || (l->klen == 0) != last)
       continue;
-    if (_net_emit(o, s->kbuf + l->key, l->klen, l->rule) < 0)
+    if (_net_emit(o, l->klen ? s->kbuf + l->key : (const unsigned char *)"", l->klen, l->rule) < 0)
       return -1;
   }
   return 0;
@@ -644,13 +644,13 @@ _net_deadlits(struct rules_netset *s)
     return errno = ENOMEM, NULL;
   }
   for (i = 0; i < s->nlits; ++i) {
-    k[i].k = s->kbuf + s->lits[i].key;
+    k[i].k = s->lits[i].klen ? s->kbuf + s->lits[i].key : (const unsigned char *)"";
     k[i].klen = s->lits[i].klen;
     k[i].i = (uint32_t)i;
   }
   qsort(k, s->nlits, sizeof *k, _net_cmplit);
   for (i = 1; i < s->nlits; ++i)
-    if (k[i].klen == k[i - 1].klen && memcmp(k[i].k, k[i - 1].k, k[i].klen) == 0)
+    if (k[i].klen == k[i - 1].klen && (!k[i].klen || memcmp(k[i].k, k[i - 1].k, k[i].klen) == 0))
       dead[k[i].i] = 1;
   free(k);
   return dead;
@@ -681,7 +681,8 @@ _net_writeitems(struct _net_out *o)
   struct rules_netset *s = o->s;
   struct _net_open st[130];
   size_t i, depth = 0;
-  qsort(s->items, s->nitems, sizeof *s->items, _net_cmpitem);
+  if (s->nitems > 1)
+    qsort(s->items, s->nitems, sizeof *s->items, _net_cmpitem);
   for (i = 0; i <= s->nitems; ++i) {
     const struct rules_nitem *x = i < s->nitems ? &s->items[i] : NULL;
     while (depth && (!x || x->ord != st[depth - 1].it->ord || st[depth - 1].it->hi < x->lo)) {
