@@ -310,11 +310,18 @@ _net_keytext(unsigned ord, u128 idx, char *out)
 /* -- the record set ------------------------------------------------------------------ */
 
 struct rules_nitem {   /* an interval of key indices of one class, for one rule */
-  u128 lo, hi;
+  u128 lo;             /* the first index; the last is lo + 2^sh - 1 */
   uint32_t rule;
   uint8_t ord;
   uint8_t len;         /* the rank: the network's length (a classic key: its class's) */
+  uint8_t sh;          /* the interval holds 2^sh indices (at most 2^16) */
 };
+
+static u128
+_net_hi(const struct rules_nitem *it)
+{
+  return it->lo + (((u128)1 << it->sh) - 1);
+}
 
 struct rules_nrule {
   uint64_t data;       /* its value (or, for expand, its instruction text) in dbuf */
@@ -416,14 +423,14 @@ rules_netset_rule(struct rules_netset *s, const void *data, size_t dlen, uint32_
 }
 
 static int
-_net_item(struct rules_netset *s, unsigned ord, u128 lo, u128 hi, unsigned len)
+_net_item(struct rules_netset *s, unsigned ord, u128 lo, unsigned sh, unsigned len)
 {
   struct rules_nitem *it;
   if (_net_grow(&s->items, &s->citems, s->nitems + 1, sizeof *s->items) < 0)
     return -1;
   it = &s->items[s->nitems++];
   it->lo = lo;
-  it->hi = hi;
+  it->sh = (uint8_t)sh;
   it->rule = (uint32_t)(s->nrules - 1);
   it->ord = (uint8_t)ord;
   it->len = (uint8_t)len;
@@ -437,7 +444,7 @@ rules_netset_key(struct rules_netset *s, const void *key, size_t klen)
   u128 idx;
   struct rules_nlit *l;
   if (_net_keyclass(key, klen, &ord, &idx) == 0)
-    return _net_item(s, ord, idx, idx, ord < ORD_V6(8) ? 8 * (4 - ord) : 16 * (12 - ord));
+    return _net_item(s, ord, idx, 0, ord < ORD_V6(8) ? 8 * (4 - ord) : 16 * (12 - ord));
   if (klen >= UINT32_MAX)
     return errno = ENOMEM, -1;
   if (_net_grow(&s->lits, &s->clits, s->nlits + 1, sizeof *s->lits) < 0 ||
@@ -456,27 +463,22 @@ rules_netset_key(struct rules_netset *s, const void *key, size_t klen)
 int
 rules_netset_net(struct rules_netset *s, const struct rules_net *net)
 {
-  u128 a = 0, lo, span;
+  u128 a = 0;
   unsigned i, k;
   ++s->networks;
   if (net->family == 4) {
     for (i = 0; i < 4; ++i)
       a = a << 8 | net->addr[i];
     k = (net->len + 7) / 8;
-    lo = a >> (32 - 8 * k);
-    span = ((u128)1 << (8 * k - net->len)) - 1;
-    return _net_item(s, ORD_V4(k), lo, lo + span, net->len);
+    return _net_item(s, ORD_V4(k), a >> (32 - 8 * k), 8 * k - net->len, net->len);
   }
   for (i = 0; i < 16; ++i)
     a = a << 8 | net->addr[i];
   k = (net->len + 15) / 16;
-  if (k == 8) {
-    span = net->len == 0 ? ~(u128)0 : ((u128)1 << (128 - net->len)) - 1;
-    return _net_item(s, ORD_V6(8), a, a + span, net->len);
-  }
-  lo = a >> (128 - 16 * k);
-  span = ((u128)1 << (16 * k - net->len)) - 1;
-  return _net_item(s, ORD_V6(k), lo << 1, (lo + span) << 1 | 1, net->len);
+  if (k == 8)
+    return _net_item(s, ORD_V6(8), a, 128 - net->len, net->len);
+  /* each group value has two indices: "...:v:" and "...::" */
+  return _net_item(s, ORD_V6(k), a >> (128 - 16 * k) << 1, 16 * k - net->len + 1, net->len);
 }
 
 /* -- writing ------------------------------------------------------------------------- */
@@ -580,17 +582,58 @@ _net_emitrange(struct _net_out *o, unsigned ord, u128 lo, u128 hi, uint32_t rule
   }
 }
 
-static int
-_net_cmpitem(const void *x, const void *y)
+/* Sort the items by class, then first index, the larger of intervals that start together
+ * first, then rule order: a stable LSD radix sort on the bytes of (ord, lo, 255 - sh),
+ * skipping the bytes all items share.  Return 0 or -1 (ENOMEM). */
+#define NET_DIGITS 18
+
+static unsigned
+_net_digit(const struct rules_nitem *it, unsigned d)
 {
-  const struct rules_nitem *a = x, *b = y;
-  if (a->ord != b->ord)
-    return a->ord < b->ord ? -1 : 1;
-  if (a->lo != b->lo)
-    return a->lo < b->lo ? -1 : 1;
-  if (a->hi != b->hi)
-    return a->hi > b->hi ? -1 : 1; /* the enclosing interval first */
-  return a->rule < b->rule ? -1 : a->rule > b->rule;
+  if (d == 0)
+    return 255u - it->sh;
+  if (d <= 16)
+    return (unsigned)(it->lo >> (8 * (d - 1))) & 255;
+  return it->ord;
+}
+
+static int
+_net_sort(struct rules_netset *s)
+{
+  size_t (*count)[256], i, n = s->nitems;
+  struct rules_nitem *a = s->items, *b;
+  unsigned d;
+  if (n < 2)
+    return 0;
+  if (!(count = calloc(NET_DIGITS, sizeof *count)))
+    return errno = ENOMEM, -1;
+  if (!(b = malloc(n * sizeof *b))) {
+    free(count);
+    return errno = ENOMEM, -1;
+  }
+  for (i = 0; i < n; ++i)
+    for (d = 0; d < NET_DIGITS; ++d)
+      ++count[d][_net_digit(&a[i], d)];
+  for (d = 0; d < NET_DIGITS; ++d) {
+    size_t sum = 0, v;
+    struct rules_nitem *t;
+    if (count[d][_net_digit(&a[0], d)] == n)
+      continue; /* every item has this byte */
+    for (v = 0; v < 256; ++v) {
+      size_t c = count[d][v];
+      count[d][v] = sum;
+      sum += c;
+    }
+    for (i = 0; i < n; ++i)
+      b[count[d][_net_digit(&a[i], d)]++] = a[i];
+    t = a;
+    a = b;
+    b = t;
+  }
+  s->items = a; /* the other array goes */
+  free(b);
+  free(count);
+  return 0;
 }
 
 struct _net_lkey {
@@ -658,6 +701,7 @@ _net_deadlits(struct rules_netset *s)
 
 struct _net_open {
   const struct rules_nitem *it;
+  u128 hi;     /* its last index */
   u128 next;   /* its first index not yet written or given to an inner winner */
   int done;    /* next passed hi */
 };
@@ -681,13 +725,21 @@ _net_writeitems(struct _net_out *o)
   struct rules_netset *s = o->s;
   struct _net_open st[130];
   size_t i, depth = 0;
-  if (s->nitems > 1)
-    qsort(s->items, s->nitems, sizeof *s->items, _net_cmpitem);
+  if (_net_sort(s) < 0)
+    return -1;
   for (i = 0; i <= s->nitems; ++i) {
     const struct rules_nitem *x = i < s->nitems ? &s->items[i] : NULL;
-    while (depth && (!x || x->ord != st[depth - 1].it->ord || st[depth - 1].it->hi < x->lo)) {
+#if defined(__GNUC__)
+    /* the items are in key order, their rules in line order: fetch ahead what a key's
+     * record will need (its rule, then the rule's value) */
+    if (i + 16 < s->nitems)
+      __builtin_prefetch(&s->rules[s->items[i + 16].rule]);
+    if (i + 8 < s->nitems)
+      __builtin_prefetch(s->dbuf + s->rules[s->items[i + 8].rule].data);
+#endif
+    while (depth && (!x || x->ord != st[depth - 1].it->ord || st[depth - 1].hi < x->lo)) {
       struct _net_open *top = &st[--depth];
-      if (_net_upto(o, top, top->it->hi, 1) < 0)
+      if (_net_upto(o, top, top->hi, 1) < 0)
         return -1;
     }
     if (!x)
@@ -698,14 +750,15 @@ _net_writeitems(struct _net_out *o)
         continue; /* x loses every key it has to top */
       if (_net_upto(o, top, x->lo, 0) < 0)
         return -1;
-      if (x->hi == top->it->hi)
+      if (_net_hi(x) == top->hi)
         top->done = 1;
       else
-        top->next = x->hi + 1;
+        top->next = _net_hi(x) + 1;
     }
     if (depth == sizeof st / sizeof *st)
       return errno = EOVERFLOW, -1; /* nesting is at most 129 deep (lengths 0..128) */
     st[depth].it = x;
+    st[depth].hi = _net_hi(x);
     st[depth].next = x->lo;
     st[depth].done = 0;
     ++depth;
