@@ -4,7 +4,7 @@ Everything here is a pure function of its arguments and a fixed seed, so every p
 run, and every run on every machine, sees the same bytes.  Nothing is timed here.
 
 * key/value records: keys ``b'key%d'`` (0 <= i < n), values 16-64 bytes of [A-Za-z0-9],
-  as in the anchors notes (shared/notes/cdb-anchors.md section 1);
+  the usual shape of cdb key/value benchmarks (bench/README.md, "Method");
 * lookup keys: hits are fresh bytes objects (not the ones a writer or a dict holds), misses
   are ``b'key%d'`` with i in [n, 10n): the same shape, never present;
 * rules: a 1k-rule tcp.smtp-like file, a block list of distinct /24 prefixes, and big mixed
@@ -240,7 +240,8 @@ def write_compile_input(f: BinaryIO, n_lines: int, seed: int = 8) -> None:
 
 
 def decode_data(data: bytes) -> Tuple[bool, dict]:
-    """(allowed, env) from a rule's cdb data, applied as tcpserver applies it (spec 5.2)."""
+    """(allowed, env) from a rule's cdb data, applied as tcpserver applies it
+    (docs/lookup.md, "What a matched rule does")."""
     allowed = True
     env = {}
     for entry in data.split(b"\0")[:-1]:

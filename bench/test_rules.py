@@ -67,7 +67,7 @@ def _decision(d) -> Answer:  # type: ignore[no-untyped-def]
 
 
 def python_probes(get: Callable[[bytes], Optional[bytes]]) -> Callable[[str], Found]:
-    """tcpserver's probe order for an address alone (spec section 5), in Python over get()."""
+    """tcpserver's probe order for an address alone (docs/lookup.md), in Python over get()."""
 
     def check(ip: str) -> Found:
         b = ip.encode()

@@ -1,4 +1,4 @@
-/* iptext.c: tcpserver's address text (spec section 7). */
+/* iptext.c: tcpserver's address text (docs/lookup.md). */
 #include <string.h>
 #include "iptext.h"
 

@@ -1,6 +1,6 @@
 /* iptext.h: addresses as text, the way tcpserver puts them in TCPREMOTEIP.
  *
- * IPv6 uses the ucspi-tcp IPv6 patch's own format (spec section 7):
+ * IPv6 uses the ucspi-tcp IPv6 patch's own format (docs/lookup.md):
  * lowercase hex without leading zeros; the longest run of zero groups,
  * even a run of one, becomes "::" (the first of equal runs); addresses in
  * ::ffff:0:0/96 end in a dotted quad.  No zone. */

@@ -1,4 +1,4 @@
-/* rules_lookup.c: tcpserver's probe order (spec section 5) in one call. */
+/* rules_lookup.c: tcpserver's probe order (docs/lookup.md) in one call. */
 #include <errno.h>
 #include <stdlib.h>
 #include "cdb_int.h"

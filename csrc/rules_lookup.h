@@ -1,4 +1,5 @@
-/* rules_lookup.h: which rule tcpserver applies to a connection (spec section 5).
+/* rules_lookup.h: which rule tcpserver applies to a connection
+ * (docs/lookup.md, "The lookup order").
  *
  * The keys are tried in tcpserver's order and the first record of the first
  * key present decides.  IP prefixes end at '.' or ':' (the IPv6 build's

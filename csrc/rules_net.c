@@ -1,4 +1,4 @@
-/* rules_net.c: networks to the keys tcpserver probes (spec 10), and the
+/* rules_net.c: networks to the keys tcpserver probes (docs/networks.md), and the
  * --cidr record set: placed by key class, ordered, deduplicated, written. */
 #include <errno.h>
 #include <stdlib.h>

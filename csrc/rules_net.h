@@ -1,9 +1,9 @@
 /* rules_net.h: networks (--cidr) as keys the real tcpserver looks up.
  *
  * A network NET/LEN means every address in it.  tcpserver only probes the
- * printed address and its prefixes that end in '.' or ':' (spec 5, 7), so a
+ * printed address and its prefixes that end in '.' or ':' (docs/lookup.md), so a
  * network becomes the set of such keys that matches exactly its addresses
- * (spec 10):
+ * (docs/networks.md):
  *
  * - IPv4: the first k = ceil(LEN/8) octets, the last of them taking each
  *   value the network allows: "a.b.X." for k < 4, the address for k = 4;

@@ -1,4 +1,4 @@
-/* rules_parse.c: tcprules text to cdb records (spec sections 3, 4 and 9.2). */
+/* rules_parse.c: tcprules text to cdb records (docs/format.md; networks: docs/networks.md). */
 #include <errno.h>
 #include <stdlib.h>
 #include "cdb_int.h"
@@ -113,7 +113,7 @@ _rules_error(struct rules_line *l, int code, size_t column, size_t name, size_t 
   return l->kind = RULES_LINE_ERROR;
 }
 
-/* The address a[0..n) of a rule: a range such as 1.2.3.4-7 (spec 3.7), or a plain key. */
+/* The address a[0..n) of a rule: a range such as 1.2.3.4-7 (docs/format.md, "Ranges"), or a plain key. */
 static int
 _rules_range(const unsigned char *a, size_t n, struct rules_line *l)
 {

@@ -3,7 +3,7 @@
  * Feed the text in pieces of any size; each complete line is parsed and
  * its records are added to the cdb_make at once, so memory grows with the
  * number of records, not with the text.  The grammar is tcprules' (see
- * the spec, sections 3 and 9.2): the separator is the first ':' followed
+ * docs/format.md): the separator is the first ':' followed
  * by "allow" or "deny"; a line with no ':' at all is skipped; a line with
  * ':' but no such separator is an error, never a hang. */
 #ifndef CDBRULES_RULES_PARSE_H
@@ -58,7 +58,7 @@ struct rules_line {
   size_t items;           /* RULE: where the items start (just after the keyword) */
   size_t nitems;          /* RULE: how many ",NAME=dVALUEd" items */
   size_t datalen;         /* RULE: the bytes of the cdb value */
-  int range;              /* RULE: the key is a range such as 1.2.3.4-7 (spec 3.7) */
+  int range;              /* RULE: the key is a range such as 1.2.3.4-7 (docs/format.md) */
   size_t rlo, rdash, rhi; /* range: the bottom bound is s[rlo..rdash), the top s[rdash+1..rhi) */
   uint64_t bot, top;      /* range: the bounds (top clamped to 255); bot > top: no key at all */
   int code;               /* ERROR: enum rules_errcode */

@@ -5,7 +5,7 @@
  *   bit 2: the rest is a cdb image, any bytes (at least 2048 of them);
  *          otherwise it is rules text, compiled first (up to a bad line).
  * Properties beyond "no crash":
- * - rules_probe_next() tries exactly the keys of spec section 5 (v6 boundaries),
+ * - rules_probe_next() tries exactly the keys of docs/lookup.md (v6 boundaries),
  *   in order, as a plain model builds them;
  * - rules_lookup() answers what searching those keys one by one answers: the
  *   first record of the first key present, 0 for none, -1 (EPROTO) when a
@@ -37,7 +37,7 @@ add(struct keys *k, const char *a, size_t al, const unsigned char *b, size_t bl)
   k->used += al + bl;
 }
 
-/* Spec 5: the keys tcpserver tries, in order. */
+/* docs/lookup.md, "The lookup order": the keys tcpserver tries, in order. */
 static void
 model_keys(struct keys *k, const unsigned char *ip, size_t il, const unsigned char *host, size_t hl,
            const unsigned char *info, size_t nl)

@@ -5,7 +5,7 @@
  * 1. As a cdb file, any bytes at all.  Iteration (cdb_seqnext, cdb_seqbatch,
  *    cdb_count) and search (cdb_findstart/findnext, cdb_find, cdb_get,
  *    cdb_record) must stay inside the buffer, end, and give exactly what a
- *    plain model of the spec (sections 1.1 and 1.4, every read checked) gives:
+ *    plain model of docs/format.md ("The cdb file", every read checked) gives:
  *    the same records, the same error at the same point.  Every record a
  *    search returns lies inside the file and has the key searched for.
  *    (That it is also a record iteration yields holds only for files whose
@@ -13,7 +13,7 @@
  *    readers follow such a slot too.  Part 2 checks it on written files.)
  *
  * 2. As a list of records, "key<TAB>data" separated by newlines, written with
- *    cdb_make.  The file must have the size of spec 1.1, the header of 1.3,
+ *    cdb_make.  The file must have the size and the header docs/format.md gives,
  *    iteration must give back the records in order, and a search for each key
  *    must give every record with that key, earliest first, and nothing else. */
 #include <errno.h>

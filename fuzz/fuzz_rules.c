@@ -6,7 +6,7 @@
  *   into a finding;
  * - feeding the text whole or in pieces of 1..13 bytes gives the same result:
  *   the same file byte for byte, or the same error at the same line and column;
- * - a success gives a valid cdb of the size spec 1.1 says, whose records the
+ * - a success gives a valid cdb of the size docs/format.md gives, whose records the
  *   reader iterates (as many as the parser counted) and finds by key (the
  *   first of equal keys first); every value is empty or ends in a NUL;
  * - the line count is the text's, and an error names a line of the text as it

@@ -4,7 +4,7 @@
 
 The cdb seeds are written by the reference tcprules (tests/refs.py fetches it), so the
 reader starts from files the classic tool made; the rules seeds are the tricky lines of
-the spec (sections 3 and 9.2).  Seeds are small: libFuzzer grows the corpus itself.
+docs/format.md.  Seeds are small: libFuzzer grows the corpus itself.
 
 The committed corpora also hold the units of the first long runs, chosen by libFuzzer's
 merge (what adds coverage or features); to add those of a later run:

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdbrules import CdbFormatError, Reader, Writer
-from cdbrules.writer import MakeInputError, SizeLimitError, make
+from cdbrules import MakeInputError, SizeLimitError, make
 
 RECS: List[Tuple[bytes, bytes]] = [
     (b"a", b"1"),
@@ -40,7 +40,7 @@ def write(path: Path, recs: List[Tuple[bytes, bytes]]) -> None:
 
 
 def size_of(recs: List[Tuple[bytes, bytes]]) -> int:
-    """The file size the format prescribes (spec 1.1)."""
+    """The file size the format prescribes (docs/format.md, "Layout")."""
     return 2048 + sum(8 + len(k) + len(v) for k, v in recs) + 16 * len(recs)
 
 

@@ -1,6 +1,6 @@
 """Differential tests: our cdb writer and tools against freecdb and tinycdb.
 
-The same records go through ``Writer``, ``cdbrules.writer.make``, ``cdbrules make``,
+The same records go through ``Writer``, ``cdbrules.make``, ``cdbrules make``,
 freecdb's ``cdbmake`` and tinycdb's ``cdb -c``: every file must be byte-identical.  Our
 ``dump``/``stats``/``get`` then read the file the *real* tool wrote and must print what
 ``cdbdump``/``cdbstats``/``cdbget`` print, with the same exit code.  Files written by
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cdbrules import Reader, Writer
 from cdbrules._native import lib
-from cdbrules.writer import make
+from cdbrules import make
 from test_cdb_cli import PY, cdb_input, run_cli
 
 N = int(os.environ.get("CDBRULES_DIFF_N", "60"))

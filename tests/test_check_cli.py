@@ -106,7 +106,8 @@ def test_unreadable_files(refs, tmp_path: Path, cdb: Path) -> None:
 
 def test_directory_and_empty_file_are_a_clean_protocol_error(tmp_path: Path) -> None:
     """tcprulescheck crashes on a directory and says 'invalid argument' for an empty file
-    (Debian build quirks, spec 5.1); cdbrules says protocol error for both (spec 9.6)."""
+    (Debian build quirks); cdbrules says protocol error for both (docs/compatibility.md,
+    "Checking and lookups")."""
     empty = tmp_path / "empty.cdb"
     empty.write_bytes(b"")
     for f in (tmp_path, empty):

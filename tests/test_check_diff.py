@@ -4,8 +4,8 @@ Random rule sets are compiled by the real (v6) ``tcprules``; random connections 
 keys (IPv4, IPv6, hosts, ident info, empty and absent values) are looked up by both Debian
 builds of ``tcprulescheck`` and by cdbrules, and the standard output must be identical.
 
-Which build is compared where (spec section 6): the two builds differ only in step 5 of the
-lookup, v4 ending IP prefixes at '.' and v6 at '.' or ':'.  cdbrules follows v6, so
+Which build is compared where (docs/lookup.md, "Prefix boundaries"): the two builds differ
+only in step 5 of the lookup, v4 ending IP prefixes at '.' and v6 at '.' or ':'.  cdbrules follows v6, so
 
 * the **v6** tcprulescheck is compared on every query;
 * the **v4** tcprulescheck is compared on every query whose answer cannot depend on the
@@ -298,7 +298,8 @@ def test_handmade_data_printed_like_tcprulescheck(refs, tmp_path: Path) -> None:
 
 
 def test_handmade_decisions_follow_tcpserver() -> None:
-    """The documented tcpserver reading of odd data (spec 5.2), on records with known data."""
+    """The documented tcpserver reading of odd data (docs/lookup.md, "What a matched rule
+    does"), on records with known data."""
     d = Decision.from_record(b"k", b"+A=1\0D\0+A=2\0+FOO\0+=x\0-B=\0X\0+C=a=b\0+T=1")
     assert not d.allowed and d.rule == "k"
     assert list(d.env.items()) == [("A", "2"), ("", "x"), ("C", "a=b")]

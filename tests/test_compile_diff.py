@@ -1,6 +1,6 @@
 """``cdbrules.compile`` against tcprules of both Debian builds, byte for byte.
 
-What is expected (spec 9.2): the separator is the first ':' followed by ``deny`` or
+What is expected (docs/compatibility.md, "Parsing"): the separator is the first ':' followed by ``deny`` or
 ``allow``, as in the v6 build; a line with no ':' at all is skipped, as the v4 build does
 (the v6 build hangs there); a line with a ':' but no such separator is an error, as the v4
 build says (the v6 build hangs there too).  So, line by line, cdbrules does what the v6
@@ -8,9 +8,9 @@ build does wherever that build terminates, and what the v4 build does where it h
 
 How each input is checked, without feeding the v6 build thousands of inputs it hangs on:
 
-* v6 oracle.  The lines the v6 build would hang on are predicted from spec 3.4: a line
-  with no ':' (which the v4 build skips: so do we) is taken out, and the text is cut just
-  before the first line that has a ':' but no separator.  The v6 build runs on what is left
+* v6 oracle.  The lines the v6 build would hang on are predicted from docs/format.md ("The
+  separator"): a line with no ':' (which the v4 build skips: so do we) is taken out, and
+  the text is cut just before the first line that has a ':' but no separator.  The v6 build runs on what is left
   (under a timeout it must not reach).  If it fails, we must fail on the same line; if it
   succeeds and nothing was cut, our cdb must be its cdb, byte for byte; if it succeeds but
   the text was cut, we must fail on the line where it was cut.
@@ -22,7 +22,7 @@ How each input is checked, without feeding the v6 build thousands of inputs it h
   and must hang (spin without exiting) exactly when predicted, and otherwise end as we do.
 
 A hang is recognised by CPU time, not wall time: a tcprules that has burnt
-``HANG_CPU`` seconds on a few hundred bytes of input is in the loop (spec 3.4), however
+``HANG_CPU`` seconds on a few hundred bytes of input is in the loop (docs/format.md), however
 loaded the machine is.
 
 Size knobs (environment): ``CDBRULES_DIFF_N`` random files (default 5000),
@@ -69,7 +69,8 @@ PARSE_ERROR = b"tcprules: fatal: unable to parse this line: "
 
 
 # --------------------------------------------------------------------------------------
-# the model of spec 3.2-3.4 that predicts where each build splits a line (no parsing)
+# the model of docs/format.md ("Trailing blanks", "The separator") that predicts where each
+# build splits a line (no parsing)
 
 
 def split_lines(text: bytes) -> List[bytes]:
@@ -276,7 +277,7 @@ def predicted_hang(p: Plan, ours: Ours) -> Tuple[bool, bool]:
     """(hangs, may instead fail) for the v6 build on the whole input.
 
     It hangs at the first line with no separator (no ':' at all included) that it reaches;
-    it reaches a line if we did not stop before it.  The stale-buffer quirk (spec 3.4) can
+    it reaches a line if we did not stop before it.  The stale-buffer quirk (end of docs/format.md) can
     turn a hang on a last line without a newline into a parse error of that line."""
     stop = ours.lineno if ours.lineno else len(p.lines)
     for i in range(stop):
@@ -414,10 +415,10 @@ def verify_hangs(checker: Checker, inputs: Sequence[bytes]) -> List[str]:
 
 
 # --------------------------------------------------------------------------------------
-# the spec's examples (sections 3 and 4), by name
+# the examples of docs/format.md, by name
 
-SPEC_CASES: Dict[str, bytes] = {
-    # 3.2 pre-processing
+DOC_CASES: Dict[str, bytes] = {
+    # Comments and blank lines; Trailing blanks
     "comment": b"#\n#x:allow\n#c\r\n1.2.3.4:allow\n",
     "comment-not-col0": b" # x\n1.2.3.4:allow\n",
     "comment-not-col0-colon": b" # x:y\n",
@@ -427,12 +428,12 @@ SPEC_CASES: Dict[str, bytes] = {
     "blank-only-spaces": b"   \n\t\n1.2.3.4:allow\n",
     "only-cr": b"\r\n1.2.3.4:allow\n",
     "trailing-blanks": b"1.2.3.4:allow \t \n5.6.7.8:deny\t\n",
-    # 3.3 v4 separator
+    # The separator (v4 build)
     "no-colon-hello": b"hello world\n1.2.3.4:allow\n",
     "no-colon-allow": b"1.2.3.4 allow\n",
     "space-before-colon": b"1.2.3.4 :allow\n",
     "space-before-address": b" 1.2.3.4:allow\n",
-    # 3.4 v6 separator
+    # The separator (v6 build)
     "v6-loopback": b"::1:allow\n",
     "v6-address-deny": b"2001:db8::1:deny\n",
     "v6-a-b": b"a:b:allow\n",
@@ -460,7 +461,7 @@ SPEC_CASES: Dict[str, bytes] = {
     "stale-buffer-allow": b"1.2.3.4:allow\n1.2.3.4:allo",
     "hang-then-v6": b"hello\n::1:allow\n",
     "error-before-hang": b"1.2.3.4:allowx\nhello\n",
-    # 3.5 keyword
+    # allow and deny
     "allowx": b"1.2.3.4:allowx\n",
     "denyfoo": b"1.2.3.4:denyfoo\n",
     "allowdeny": b"1.2.3.4:allowdeny\n",
@@ -469,7 +470,7 @@ SPEC_CASES: Dict[str, bytes] = {
     "semicolon": b'1.2.3.4:allow;A="x"\n',
     "allow-comment": b"1.2.3.4:allow # comment\n",
     "Deny": b"1.2.3.4:Deny\n",
-    # 3.6 env items
+    # Environment items
     "items-run-together": b'1.2.3.4:allow,A="x"B="y"\n',
     "lone-comma": b"1.2.3.4:allow,\n",
     "no-equals": b"1.2.3.4:allow,FOO\n",
@@ -493,7 +494,7 @@ SPEC_CASES: Dict[str, bytes] = {
     "trailing-comma": b'1.2.3.4:allow,A="1",\n',
     "deny-with-items": b'1.2.3.4:deny,X="y"\n',
     "qmail-relay": b'127.:allow,RELAYCLIENT=""\n:allow\n',
-    # 3.7 ranges
+    # Ranges
     "range-37-40": b"1.2.3.37-40:allow\n",
     "range-middle": b"10.2-3.:allow\n",
     "range-first-prefix": b"1-3.:allow\n",
@@ -531,7 +532,7 @@ SPEC_CASES: Dict[str, bytes] = {
     "range-literal-info-host": b"x@a-b:deny\n",
     "range-literal-equals": b"1-2=:deny\n",
     "range-with-items": b'1.2.3.1-3:deny,A="1"\n',
-    # 3.8 and 4
+    # Keys are bytes; What a rule stores; Duplicate keys
     "cidr-and-odd-keys": b"10.0.0.0/8:deny\n2001:db8::/32:deny\n[1.2.3.4]:deny\nfe80::1%eth0:deny\n"
                          b"\xef\xbb\xbf1.2.3.4:deny\n1.2\x003.4:deny\n2001:DB8::1:deny\n",
     "empty-input": b"",
@@ -547,9 +548,9 @@ SPEC_CASES: Dict[str, bytes] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SPEC_CASES))
-def test_spec_example(checker: Checker, name: str) -> None:
-    data = SPEC_CASES[name]
+@pytest.mark.parametrize("name", sorted(DOC_CASES))
+def test_documented_example(checker: Checker, name: str) -> None:
+    data = DOC_CASES[name]
     failures = check_all(checker, [data])
     p = plan(data)
     if NOCOLON in p.kinds or BAD in p.kinds:
@@ -558,10 +559,10 @@ def test_spec_example(checker: Checker, name: str) -> None:
 
 
 def test_line_by_line_not_file_by_file(checker: Checker) -> None:
-    """Spec 9.2 decides per line.  Here the v6 build hangs on line 1 (no ':') and the v4
-    build fails on line 2 (an IPv6 address); we skip line 1 as v4 does and read line 2 as
-    v6 does: our cdb is the v6 build's for the text without line 1, which neither
-    reference produces for the whole text."""
+    """cdbrules decides per line (docs/compatibility.md, "Parsing").  Here the v6 build
+    hangs on line 1 (no ':') and the v4 build fails on line 2 (an IPv6 address); we skip
+    line 1 as v4 does and read line 2 as v6 does: our cdb is the v6 build's for the text
+    without line 1, which neither reference produces for the whole text."""
     data = b"hello\n::1:allow\n"
     d = checker.work
     v6_all = run_tcprules(checker.refs.tcprules_v6, checker.env, data, d, "v6all")  # type: ignore[attr-defined]
@@ -572,9 +573,9 @@ def test_line_by_line_not_file_by_file(checker: Checker) -> None:
 
 
 def test_hang_cases_do_hang(checker: Checker) -> None:
-    """The prediction is not vacuous: the inputs spec 3.4 lists as hangs hang the v6 build."""
-    names = [n for n in SPEC_CASES if n.startswith("hang-")]
-    verify_hangs(checker, [SPEC_CASES[n] for n in names])
+    """The prediction is not vacuous: the inputs docs/format.md lists as hangs hang the v6 build."""
+    names = [n for n in DOC_CASES if n.startswith("hang-")]
+    verify_hangs(checker, [DOC_CASES[n] for n in names])
     assert checker.counts.get("v6 hang predicted and seen", 0) == len(names), checker.counts
 
 
@@ -583,7 +584,7 @@ def test_hang_cases_do_hang(checker: Checker) -> None:
 
 
 class Gen:
-    """Random tcprules text: mostly valid, with every quirk of spec 3 and some breakage."""
+    """Random tcprules text: mostly valid, with every quirk of docs/format.md and some breakage."""
 
     def __init__(self, rng: random.Random) -> None:
         self.r = rng

@@ -80,7 +80,8 @@ def test_error_api(case: Case, tmp_path: Path, refs: object) -> None:
     assert isinstance(e, ValueError)
     assert cdb.read_bytes() == b"the old cdb" and not tmp.exists()
     # it is an error for tcprules too, on that line (printed up to its first NUL); a line
-    # with no ':allow' or ':deny' hangs the v6 build (spec 3.4), so only v4 is asked there
+    # with no ':allow' or ':deny' hangs the v6 build (docs/format.md, "The separator"), so
+    # only v4 is asked there
     progs = [refs.tcprules_v4]  # type: ignore[attr-defined]
     if not case.name.startswith("no-keyword"):
         progs.append(refs.tcprules_v6)  # type: ignore[attr-defined]

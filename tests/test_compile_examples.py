@@ -1,6 +1,6 @@
 """The rules files in examples/ compile to the same bytes as tcprules (both builds, as
-spec 9.2 says), through the API and through the command line; the large generated block
-list is what its generator makes."""
+docs/compatibility.md, "Parsing", says), through the API and through the command line; the
+large generated block list is what its generator makes."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ Covered: a full disk (a 64 KiB tmpfs), a write that fails half way (RLIMIT_FSIZE
 device as TMP, no permission (TMP's directory, CDB's directory), a missing directory,
 TMP on another file system, an input that cannot be read (a directory, an I/O error half
 way), and the 4 GiB limit (lowered through
-``Writer(..., _limit=N)`` and the C field ``cdb_make.limit``).  Also the spec's cases
-where the classic tools hang or crash (sections 3.4 and 5.1).
+``Writer(..., _limit=N)`` and the C field ``cdb_make.limit``).  Also the cases where the classic
+tools hang or crash (docs/compatibility.md).
 
 "As it was" means the same bytes *and* the same inode: nothing was written into it and
 nothing was renamed over it.  TMP is gone afterwards unless the process was killed.
@@ -35,6 +35,7 @@ from cdbrules import Reader, Writer
 from cdbrules import compiler as compiler_mod
 from cdbrules._native import ffi, lib
 from cdbrules.cli import main as cli_main
+from cdbrules.errors import djb_strerror
 from cdbrules.writer import CdbMake
 
 OLD_RULES = b"1.2.3.4:deny\n127.:allow,RELAYCLIENT=\"\"\n:allow\n"
@@ -112,7 +113,7 @@ def test_full_disk(tiny_fs: Path, tmp_path: Path) -> None:
     src = tmp_path / "big.rules"
     src.write_bytes(big_rules(5000))  # about 250 KiB of cdb: cannot fit
     r = cli("compile", old.path, tiny_fs / "rules.tmp", src)
-    assert os.strerror(errno.ENOSPC) in one_fatal_line(r, tiny_fs / "rules.tmp")
+    assert djb_strerror(errno.ENOSPC) in one_fatal_line(r, tiny_fs / "rules.tmp")
     old.untouched()
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["rules.cdb"]
     # the space came back: a small compile fits again
@@ -134,7 +135,7 @@ def test_write_fails_half_way(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 
     r = cli("compile", old.path, tmp_path / "rules.tmp", src, preexec=limit)
-    assert os.strerror(errno.EFBIG) in one_fatal_line(r, tmp_path / "rules.tmp")
+    assert djb_strerror(errno.EFBIG) in one_fatal_line(r, tmp_path / "rules.tmp")
     old.untouched()
     assert not (tmp_path / "rules.tmp").exists()
 
@@ -225,7 +226,7 @@ def test_no_permission(tmp_path: Path, where: str) -> None:
     finally:
         ro.chmod(0o755)
     err = one_fatal_line(r, tmp)
-    assert os.strerror(errno.EACCES) in err
+    assert djb_strerror(errno.EACCES) in err
     if where == "cdb dir":
         assert f"unable to move {tmp} to {old.path}" in err
     old.untouched()
@@ -237,7 +238,7 @@ def test_missing_directory(tmp_path: Path) -> None:
     src.write_bytes(b"1.2.3.4:allow\n")
     old = Installed(tmp_path / "rules.cdb")
     r = cli("compile", old.path, tmp_path / "nodir" / "rules.tmp", src)
-    assert os.strerror(errno.ENOENT) in one_fatal_line(r, tmp_path / "nodir" / "rules.tmp")
+    assert djb_strerror(errno.ENOENT) in one_fatal_line(r, tmp_path / "nodir" / "rules.tmp")
     old.untouched()
     r = cli("compile", tmp_path / "nodir" / "rules.cdb", tmp_path / "rules.tmp", src)
     one_fatal_line(r, f"unable to move {tmp_path / 'rules.tmp'} to {tmp_path / 'nodir' / 'rules.cdb'}")
@@ -268,7 +269,7 @@ def test_tmp_on_another_file_system(tmp_path: Path, other_fs: Path) -> None:
     tmp = other_fs / "rules.tmp"
     r = cli("compile", old.path, tmp, src)
     err = one_fatal_line(r, f"unable to move {tmp} to {old.path}")
-    assert os.strerror(errno.EXDEV) in err
+    assert djb_strerror(errno.EXDEV) in err
     old.untouched()
     assert not tmp.exists()
 
@@ -280,7 +281,7 @@ def test_input_is_a_directory(tmp_path: Path) -> None:
     old = Installed(tmp_path / "rules.cdb")
     (tmp_path / "d").mkdir()
     r = cli("compile", old.path, tmp_path / "rules.tmp", tmp_path / "d")
-    assert os.strerror(errno.EISDIR) in one_fatal_line(r, tmp_path / "d")
+    assert djb_strerror(errno.EISDIR) in one_fatal_line(r, tmp_path / "d")
     old.untouched()
     assert not (tmp_path / "rules.tmp").exists()
 
@@ -310,7 +311,7 @@ def test_stdin_is_a_directory_leaves_cdb(tmp_path: Path) -> None:
     "Python could say 'unable to read input: is a directory' and exit 111 as tcprules does"))
 def test_stdin_is_a_directory_message(tmp_path: Path) -> None:
     _, r = stdin_dir_run(tmp_path)
-    assert os.strerror(errno.EISDIR) in one_fatal_line(r, "input")
+    assert djb_strerror(errno.EISDIR) in one_fatal_line(r, "input")
 
 
 class FailingInput(io.RawIOBase):
@@ -412,7 +413,8 @@ def test_size_limit_compile_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize("line", [b"1.2.3.4: allow\n", b"::1:bogus", b"1.2.3.4:ALLOW\n:allow\n"])
 def test_v6_hang_inputs_fail_fast(tmp_path: Path, refs: object, line: bytes) -> None:
-    """The IPv6 tcprules spins forever on these (spec 3.4); cdbrules says which line, exit 100."""
+    """The IPv6 tcprules spins forever on these (docs/format.md, "The separator"); cdbrules
+    says which line, exit 100."""
     ref = refs.run([refs.tcprules_v6, str(tmp_path / "ref.cdb"), str(tmp_path / "ref.tmp")],  # type: ignore[attr-defined]
                    stdin=line, timeout=2)
     assert ref.timed_out  # the oracle confirms the input is one that hangs
@@ -428,7 +430,7 @@ def test_v6_hang_inputs_fail_fast(tmp_path: Path, refs: object, line: bytes) -> 
 
 def test_directory_or_empty_file_as_cdb(tmp_path: Path) -> None:
     """tcprulescheck segfaults on a directory and says 'invalid argument' for an empty
-    file (spec 5.1); cdbrules gives a clean error for both."""
+    file (docs/compatibility.md); cdbrules gives a clean error for both."""
     with pytest.raises(IsADirectoryError) as e:
         Reader(tmp_path)
     assert e.value.filename == str(tmp_path)

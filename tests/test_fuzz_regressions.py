@@ -141,7 +141,8 @@ def compile_outcome(src: object, tmp_path: Path, name: str) -> Tuple[str, object
 
 
 def oracle(data: bytes) -> Optional[str]:
-    """Which reference build gives cdbrules' result for this text (spec 9.2), or None:
+    """Which reference build gives cdbrules' result for this text (docs/compatibility.md,
+    "Parsing"), or None:
     the v6 build where it ends (no line without a separator), else the v4 build where no
     separator comes after the line's first ':'.  The line model is test_compile_diff's."""
     kinds = {kind(line) for line in split_lines(data)}
@@ -155,7 +156,7 @@ def oracle(data: bytes) -> Optional[str]:
 @pytest.mark.parametrize("unit", units("rules"), ids=lambda p: p.name[:12])
 def test_rules_unit(unit: Path, tmp_path: Path, refs: object) -> None:
     """Whole and trickled give the same; and what the reference tcprules gives, where the
-    spec says which build to follow: the same file, or an error on the same line."""
+    docs say which build to follow: the same file, or an error on the same line."""
     data = unit.read_bytes()
     whole = compile_outcome(io.BytesIO(data), tmp_path, "whole")
     assert compile_outcome(Trickle(data), tmp_path, "trickle") == whole
@@ -259,7 +260,8 @@ def test_huge_table_is_corrupt_where_djb_wraps(tmp_path: Path, refs: object) -> 
 def test_file_shorter_than_its_header(tmp_path: Path, refs: object) -> None:
     """A file cut short inside its 2048-byte header: djb's reader answers from whatever
     header entries survive (cdbget: 'not found' for a key whose entry is there and says 0
-    slots), cdbrules refuses the file as a whole, whatever the key (spec 9.6)."""
+    slots), cdbrules refuses the file as a whole, whatever the key (docs/compatibility.md,
+    "Damaged cdb files")."""
     with cdbrules.Writer(tmp_path / "good.cdb") as w:
         w.add(b"a", b"b")
     cut = tmp_path / "cut.cdb"

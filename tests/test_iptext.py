@@ -1,7 +1,8 @@
-"""``tcpserver_ip``: the TCPREMOTEIP text of the IPv6 build of tcpserver (spec section 7).
+"""``tcpserver_ip``: the TCPREMOTEIP text of the IPv6 build of tcpserver
+(docs/lookup.md, "How tcpserver writes the client's address").
 
-Checked three ways: every address the spec lists; an independent model of the format written
-from the spec's words, on random addresses (hypothesis); and the real v6 tcpserver, run in a
+Checked three ways: every address the docs list; an independent model of the format written
+from the docs' words, on random addresses (hypothesis); and the real v6 tcpserver, run in a
 network namespace of its own where the addresses are bound on the loopback interface and used
 as client sources.
 """
@@ -26,8 +27,8 @@ from cdbrules import tcpserver_ip
 
 HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))  # examples per property
 
-# (address, what tcpserver prints): spec section 7, observed live
-SPEC_TABLE = [
+# (address, what tcpserver prints): the table of docs/lookup.md, observed live
+DOC_TABLE = [
     ("2001:db8:0:1:1:1:1:1", "2001:db8::1:1:1:1:1"),
     ("2001:db8::1:0:0:1", "2001:db8::1:0:0:1"),
     ("2001:db8:0:0:1:0:0:0", "2001:db8:0:0:1::"),
@@ -38,8 +39,8 @@ SPEC_TABLE = [
 ]
 
 
-@pytest.mark.parametrize("address,text", SPEC_TABLE)
-def test_spec_table(address: str, text: str) -> None:
+@pytest.mark.parametrize("address,text", DOC_TABLE)
+def test_documented_table(address: str, text: str) -> None:
     assert tcpserver_ip(address) == text
     assert tcpserver_ip(address, forcev6=True) == text
     assert tcpserver_ip(ipaddress.IPv6Address(address)) == text
@@ -79,7 +80,7 @@ def test_bad_addresses(bad: object) -> None:
 
 
 def model(packed: bytes, forcev6: bool = False) -> str:
-    """The format as section 7 words it, written independently of the C formatter."""
+    """The format as docs/lookup.md words it, written independently of the C formatter."""
     if packed[:12] == b"\0" * 10 + b"\xff\xff" and not forcev6:
         return ".".join(str(b) for b in packed[12:])
     mapped = packed[:12] == b"\0" * 10 + b"\xff\xff"
@@ -172,7 +173,7 @@ def test_live_v6_tcpserver(refs, tmp_path: Path) -> None:
         pytest.skip(why)
     import random
     rng = random.Random(3)
-    addrs = [a for a, _ in SPEC_TABLE if a != "::1"]
+    addrs = [a for a, _ in DOC_TABLE if a != "::1"]
     for _ in range(24):  # 2001:db8::/32 with zero runs of every length and place
         g = [0x2001, 0xdb8] + [rng.choice([0, 0, 1, rng.randrange(1 << 16)]) for _ in range(6)]
         addrs.append(str(ipaddress.IPv6Address(b"".join(x.to_bytes(2, "big") for x in g))))

@@ -61,7 +61,7 @@ def test_lookup_order_examples(rules: Rules) -> None:
     assert rules.check("9.9.9.9").rule == ""
     assert rules.check("2001:db8::1").env["NET"] == "v6"
     assert rules.check("2001:db8:1::1").env["NET"] == "v6"
-    assert rules.check("2001:0db8::1").rule == ""  # textual prefixes: no normalisation (spec 6)
+    assert rules.check("2001:0db8::1").rule == ""  # textual prefixes: no normalisation (docs/lookup.md)
     d = rules.check("9.9.9.9", "\xfc.example")
     assert d.env["U"] == "\xfc\udcff" and os.fsencode(d.env["U"]) == b"\xc3\xbc\xff"
 
@@ -154,8 +154,9 @@ def test_check_many_is_check_in_a_loop(rules: Rules, batch: List[Tuple[str, Opti
     assert rules.check_many(ips, infos=[b[2] for b in batch]) == [rules.check(b[0], None, b[2]) for b in batch]
 
 
-def test_explain_lists_the_spec_order(tmp_path: Path) -> None:
-    """Section 5's two worked examples, on a file where no key matches (every probe listed)."""
+def test_explain_lists_the_lookup_order(tmp_path: Path) -> None:
+    """The two worked examples of docs/lookup.md, "The lookup order", on a file where no key
+    matches (every probe listed)."""
     p = tmp_path / "none.cdb"
     compile_rules(io.BytesIO(b"nothing.matches.this:deny\n"), p)
     with Rules(p) as r:

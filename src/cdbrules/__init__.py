@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:
+    from .cdbmake import make
     from .compiler import CompileStats, compile
-    from .errors import CdbFormatError, RulesSyntaxError
+    from .errors import (CdbFormatError, MakeInputError, RulesSyntaxError, SameFileError, SizeLimitError,
+                         UnsafeTmpError)
     from .iptext import tcpserver_ip
     from .reader import Reader
     from .rules import Decision, Rules
@@ -25,12 +27,17 @@ __all__ = [
     "CdbFormatError",
     "CompileStats",
     "Decision",
+    "MakeInputError",
     "Reader",
     "Rules",
     "RulesSyntaxError",
+    "SameFileError",
+    "SizeLimitError",
+    "UnsafeTmpError",
     "Writer",
     "__version__",
     "compile",
+    "make",
     "tcpserver_ip",
 ]
 
@@ -38,11 +45,16 @@ _WHERE: Dict[str, str] = {
     "CdbFormatError": "errors",
     "CompileStats": "compiler",
     "Decision": "rules",
+    "MakeInputError": "errors",
     "Reader": "reader",
     "Rules": "rules",
     "RulesSyntaxError": "errors",
+    "SameFileError": "errors",
+    "SizeLimitError": "errors",
+    "UnsafeTmpError": "errors",
     "Writer": "writer",
     "compile": "compiler",
+    "make": "cdbmake",
     "tcpserver_ip": "iptext",
 }
 

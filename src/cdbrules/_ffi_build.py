@@ -20,9 +20,9 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 # setuptools wants paths relative to the project root, where every build runs.
-SOURCES = sorted(
-    str(p.relative_to(ROOT)) for p in CSRC.glob("*.c")
-) if CSRC.is_dir() else []
+SOURCES = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.c"))
+if not SOURCES:
+    raise SystemExit(f"cdbrules: no C sources in {CSRC}: build from a source tree or an sdist")
 
 ffibuilder = FFI()
 ffibuilder.cdef((CSRC / "cdbrules_cdef.h").read_text())
@@ -46,7 +46,7 @@ ffibuilder.set_source(
     '#include "rules_lookup.h"\n#include "iptext.h"\n'
     '#include "cdbmake_parse.h"\n#include "cdb_dump.h"\n#include "cdb_stats.h"\n',
     sources=SOURCES,
-    include_dirs=["csrc"] if SOURCES else [str(CSRC)],
+    include_dirs=["csrc"],
     extra_compile_args=flags,
     extra_link_args=link,
 )

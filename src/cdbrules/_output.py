@@ -23,17 +23,9 @@ import os
 import stat
 from typing import Optional
 
-from .errors import PathLike
+from .errors import PathLike, SameFileError
 
-__all__ = ["AtomicOutput", "SameFileError", "UnsafeTmpError"]
-
-
-class UnsafeTmpError(ValueError):
-    """TMP cannot be used: truncating it would destroy a file that must be kept."""
-
-
-class SameFileError(UnsafeTmpError):
-    """TMP and CDB name the same file: writing TMP would destroy the live CDB first."""
+__all__ = ["AtomicOutput", "optional_tmp", "same_file"]
 
 
 def _same_message(cdb: PathLike, tmp: PathLike) -> str:
@@ -43,7 +35,7 @@ def _same_message(cdb: PathLike, tmp: PathLike) -> str:
     )
 
 
-def _same_file(a: PathLike, b: PathLike) -> bool:
+def same_file(a: PathLike, b: PathLike) -> bool:
     if os.path.abspath(os.fsdecode(a)) == os.path.abspath(os.fsdecode(b)):
         return True
     try:
@@ -61,7 +53,7 @@ class AtomicOutput:
     """
 
     def __init__(self, cdb: PathLike, tmp: PathLike) -> None:
-        if _same_file(cdb, tmp):
+        if same_file(cdb, tmp):
             raise SameFileError(_same_message(cdb, tmp))
         self.cdb = cdb
         self.tmp = tmp
@@ -81,7 +73,11 @@ class AtomicOutput:
 
     def _open_locked(self) -> int:
         while True:
-            fd = self._open()
+            try:
+                fd = self._open()
+            except OSError as e:
+                setattr(e, "creating", True)  # tcprules' "unable to create TMP"
+                raise
             try:
                 fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -101,6 +97,7 @@ class AtomicOutput:
                 self._drop(fd)
                 if e.filename is None:
                     e.filename = os.fsdecode(self.tmp)
+                setattr(e, "creating", True)
                 raise
             except BaseException:
                 self._drop(fd)

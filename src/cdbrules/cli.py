@@ -14,14 +14,7 @@ from typing import List, NoReturn, Optional, Sequence, Tuple
 
 from . import __version__
 from .commands import COMMANDS, register
-
-EXIT_USAGE = 100
-EXIT_PERM = 100
-EXIT_TEMP = 111
-
-
-class UsageError(Exception):
-    """Bad command-line usage: the subcommand's usage line, exit 100."""
+from .commands._common import EXIT_TEMP, EXIT_USAGE
 
 
 class Parser(argparse.ArgumentParser):
@@ -93,8 +86,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args)
     ns = parser.parse_args(args)
-    if not ns.command:
-        parser.print_usage(sys.stderr)
+    if not ns.command:  # a bare "cdbrules": what there is to run, as --help says it
+        parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
         rc: int = ns.run(ns)
@@ -108,11 +101,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_TEMP
     return rc
-
-
-def run() -> NoReturn:
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

@@ -12,13 +12,15 @@ import shutil
 import stat
 import tempfile
 from contextlib import ExitStack
-from typing import Any, BinaryIO, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
 
-from ._native import ffi, lib
-from ._output import SameFileError, UnsafeTmpError, _same_file, optional_tmp
-from .errors import PathLike, RulesSyntaxError
+from . import _bindings as C
+from ._bindings import Failed, RulesError, RulesParser
+from ._output import optional_tmp, same_file
+from .errors import PathLike, RulesSyntaxError, SameFileError, UnsafeTmpError
 from .networks import network_reason
-from .writer import CdbMake, Source, open_source, read_chunks
+from .source import Source, open_source, read_chunks
+from .writer import CdbMake
 
 __all__ = ["compile", "compile_origins", "expand", "CompileStats"]
 
@@ -74,7 +76,7 @@ def _bound(addr: bytes, col: int) -> bytes:
 def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
     """What is wrong with the line, with the text it is about, in words an admin can act on."""
     nm = _show(name)
-    if code == lib.RULES_E_NOKEYWORD:
+    if code == C.RULES_E_NOKEYWORD:
         low = line.lower()
         if b":allow" in low or b":deny" in low:
             hint = " (they are lower case)"
@@ -85,23 +87,23 @@ def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
         else:
             hint = ""
         return f"no ':allow' or ':deny' in {_show(line)}{hint}"
-    if code == lib.RULES_E_AFTERKEYWORD:
+    if code == C.RULES_E_AFTERKEYWORD:
         kw = "deny" if line[col - 4:col] == b"deny" else "allow"
         return f"expected ',' or the end of the line after '{kw}', {_found(line, col)}{_blank_hint(line, col)}"
-    if code == lib.RULES_E_NOEQUALS:
+    if code == C.RULES_E_NOEQUALS:
         return f"expected NAME=\"value\" after ',', found {_show(line[col + 1:])} with no '='"
-    if code == lib.RULES_E_TRAILINGCOMMA:
+    if code == C.RULES_E_TRAILINGCOMMA:
         return f"nothing follows the last ',' in {_show(line[max(0, col - 40):])}"
-    if code == lib.RULES_E_NOVALUE:
+    if code == C.RULES_E_NOVALUE:
         return f"no value after {nm[:-1]}=' (an empty value is written {nm[1:-1]}=\"\")"
-    if code == lib.RULES_E_UNTERMINATED:
+    if code == C.RULES_E_UNTERMINATED:
         return f"the value of {nm} is not closed: no second {_show(line[col:col + 1])} in {_show(line[col:])}"
-    if code == lib.RULES_E_AFTERVALUE:
+    if code == C.RULES_E_AFTERVALUE:
         return (
             f"expected ',' or the end of the line after the value of {nm}, {_found(line, col)}"
             f"{_blank_hint(line, col)}"
         )
-    if code == lib.RULES_E_RANGE:
+    if code == C.RULES_E_RANGE:
         addr = name  # the address, before the separator
         if b":" in addr:
             hint = " (an IPv6 address cannot be a range)"
@@ -113,7 +115,7 @@ def _reason(code: int, line: bytes, col: int, name: bytes) -> str:
             f"{_show(addr)} has a '-' but {_show(_bound(addr, col))} is not a number: "
             f"a range is written like 1.2.3.10-20{hint}"
         )
-    if code == lib.RULES_E_LONGLINE:
+    if code == C.RULES_E_LONGLINE:
         return (
             f"the line is longer than {_size(col)}, starting {_show(line, 16)}: rules lines are short "
             "(tcpserver could not even pass such a rule to a program); is this the rules text?"
@@ -125,16 +127,14 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
-def _syntax_error(p: Any, names: Sequence[Optional[str]], nrules: int) -> RulesSyntaxError:
-    e = p.err
-    line = bytes(ffi.buffer(e.line, e.linelen))
+def _syntax_error(e: RulesError, names: Sequence[Optional[str]], nrules: int) -> RulesSyntaxError:
+    line = e.line
     name = line[e.name:e.name + e.namelen]
-    src = int(e.src)
-    if e.code == lib.RULES_E_NETWORK:
-        reason = network_reason(e.netcode, name, e.net, plain=src >= nrules)
+    if e.code == C.RULES_E_NETWORK and e.net is not None:
+        reason = network_reason(e.netcode, name, e.net, plain=e.src >= nrules)
     else:
         reason = _reason(e.code, line, e.column, name)
-    return RulesSyntaxError(int(e.lineno), line, int(e.column), reason, names[src] if src < len(names) else None)
+    return RulesSyntaxError(e.lineno, line, e.column, reason, names[e.src] if e.src < len(names) else None)
 
 
 Sources = Union[Source, Sequence[Source]]
@@ -143,9 +143,10 @@ ListSpec = Tuple[Source, Union[str, bytes]]
 
 
 def _as_sources(sources: Sources) -> List[Source]:
-    if isinstance(sources, (str, bytes, int, os.PathLike)) or hasattr(sources, "read"):
-        return [sources]  # type: ignore[list-item]
-    return list(sources)
+    """A list or tuple of sources, or one source (open_source says what is not one)."""
+    if isinstance(sources, (list, tuple)):
+        return list(sources)
+    return [sources]  # type: ignore[list-item]
 
 
 def compile(  # noqa: A001
@@ -160,7 +161,7 @@ def compile(  # noqa: A001
     like a network (``10.0.0.0/8``) is kept as tcprules keeps it and named in
     ``warnings``.  With ``cidr`` a key ``NET/LEN`` means that network, written as the
     keys the real tcpserver looks up; the longest network holding an address wins, then
-    the first line (see docs/networks.md).  ``lists``: ``(path, instruction)`` pairs of
+    the first line (docs/networks.md).  ``lists``: ``(path, instruction)`` pairs of
     address/network lists (implies ``cidr``); for the same network the rules come first,
     then the lists in order.
 
@@ -196,41 +197,40 @@ def expand(sources: Sources, out: Union[BinaryIO, int], *, lists: Sequence[ListS
     descriptor.  Raises as :func:`compile`; ``ValueError`` for a key tcprules text cannot
     carry (a range left in a key, such as ``1.2-3.4-5``)."""
     srcs = _as_sources(sources)
-    p = ffi.new("struct rules_parser *")
-    lib.rules_parser_init(p, ffi.NULL)
+    p = RulesParser(None)
     try:
-        if lib.rules_parser_cidr(p, 1) < 0:
-            raise MemoryError("out of memory")
+        p.cidr(expand=True)
         with ExitStack() as opened:
             inputs = _open_all(opened, srcs, lists)
-            lines, names = _feed_all(p, inputs, len(srcs))
+            lines, names = _feed_all(p, inputs, len(srcs), None)
         fd = out if isinstance(out, int) else None
-        tmpf: Optional[BinaryIO] = None
+        spool: Optional[BinaryIO] = None
         if fd is None:
             flush = getattr(out, "flush", None)
             if flush is not None:
                 flush()
             try:
                 fd = out.fileno()  # type: ignore[union-attr]
-            except (AttributeError, OSError, ValueError):
-                tmpf = tempfile.TemporaryFile()
-                fd = tmpf.fileno()
+            except (AttributeError, OSError, ValueError):  # BytesIO and the like
+                spool = tempfile.TemporaryFile()
+                fd = spool.fileno()
         try:
-            if lib.rules_write(p, fd) < 0:
-                code = ffi.errno
-                if code == errno.EDOM:
+            try:
+                p.write(fd)
+            except Failed as e:
+                if e.code == errno.EDOM:
                     raise ValueError("a key holds a range tcprules would expand again (such as 1.2-3.4-5): "
-                                     "it cannot be written as tcprules text")
-                raise OSError(code, os.strerror(code), getattr(out, "name", None) if fd != out else None)
-            if tmpf is not None:
-                tmpf.seek(0)
-                shutil.copyfileobj(tmpf, out)  # type: ignore[arg-type]
+                                     "it cannot be written as tcprules text") from None
+                raise C.exception(e.code, None if isinstance(out, int) else getattr(out, "name", None)) from None
+            if spool is not None:
+                spool.seek(0)
+                shutil.copyfileobj(spool, out)  # type: ignore[arg-type]
         finally:
-            if tmpf is not None:
-                tmpf.close()
-        return _stats(p, lines, names, len(srcs))
+            if spool is not None:
+                spool.close()
+        return _stats(p, lines, names)
     finally:
-        lib.rules_parser_free(p)
+        p.free()
 
 
 def _compile(sources: Sources, cdb: PathLike, tmp: Optional[PathLike], cidr: bool, lists: Sequence[ListSpec],
@@ -242,24 +242,26 @@ def _compile(sources: Sources, cdb: PathLike, tmp: Optional[PathLike], cidr: boo
         for f, _, _ in inputs:
             _check_tmp(f, cdb, tmp)
         mk = CdbMake.open(cdb, tmp)
-        p = ffi.new("struct rules_parser *")
-        lib.rules_parser_init(p, mk.m)
-        p.want_origin = 1 if origins else 0
+        p = RulesParser(mk.maker)
         try:
-            if (cidr or lists) and lib.rules_parser_cidr(p, 0) < 0:
-                mk.fail()
-            lines, names = _feed_all(p, inputs, len(srcs), mk)
-            if lib.rules_write(p, -1) < 0:
-                mk.fail()
-            stats = _stats(p, lines, names, len(srcs))
-            where = _origins(p) if origins else []
+            try:
+                if cidr or lists:
+                    p.cidr(origins=origins)
+                elif origins:
+                    p.want_origins()
+                lines, names = _feed_all(p, inputs, len(srcs), mk)
+                p.write()
+            except Failed as e:
+                mk.fail(e)
+            stats = _stats(p, lines, names)
+            where = p.origins() if origins else []
             mk.finish()
             return stats, where
         except BaseException:
             mk.abort()
             raise
         finally:
-            lib.rules_parser_free(p)
+            p.free()
 
 
 _Input = Tuple[BinaryIO, Optional[str], Optional[bytes]]  # file, name, a list's instruction
@@ -279,61 +281,62 @@ def _open_all(stack: ExitStack, srcs: Sequence[Source], lists: Sequence[ListSpec
     return out
 
 
-def _feed_all(p: Any, inputs: Sequence[_Input], nrules: int, mk: Optional[CdbMake] = None
+def _feed_all(p: RulesParser, inputs: Sequence[_Input], nrules: int, mk: Optional[CdbMake]
               ) -> Tuple[int, List[Optional[str]]]:
     """Feed every input (the rules, then the lists) to the parser; return (lines, names)."""
     # Messages name the file; not a stream's pseudo-name such as "<stdin>".
     names = [None if name is None or name.startswith("<") else name for _, name, _ in inputs]
     lines = 0
     for i, (f, name, instruction) in enumerate(inputs):
-        if instruction is None:
-            lib.rules_parser_source(p, i)
-        elif lib.rules_list_start(p, i, instruction, len(instruction)) < 0:
-            if not p.err.code:
-                raise MemoryError("out of memory")
-            e = _syntax_error(p, names, nrules)
-            e.args = (f"--list {names[i] or '-'}: the instruction {instruction.decode('latin-1')!r}: {e.reason}",)
-            raise e
-        for chunk, n in read_chunks(f, name):
-            if lib.rules_feed(p, chunk, n) < 0:
-                _fail(p, mk, names, nrules)
-        if lib.rules_finish(p) < 0:
-            _fail(p, mk, names, nrules)
-        lines += int(p.lineno)
+        try:
+            if instruction is None:
+                p.source(i)
+            else:
+                try:
+                    p.list_start(i, instruction)
+                except RulesError as e:
+                    err = _syntax_error(e, names, nrules)
+                    err.args = (f"--list {names[i] or '-'}: the instruction "
+                                f"{instruction.decode('latin-1')!r}: {err.reason}",)
+                    raise err from None
+            for chunk, n in read_chunks(f, name):
+                p.feed(chunk, n)
+            p.finish()
+        except RulesError as e:
+            raise _syntax_error(e, names, nrules) from None
+        except Failed as e:
+            _writer_failed(e, mk)
+        lines += p.counts()[0]
     return lines, names
 
 
-def _stats(p: Any, lines: int, names: Sequence[Optional[str]], nrules: int) -> CompileStats:
+def _writer_failed(e: Failed, mk: Optional[CdbMake]) -> NoReturn:
+    if mk is None:
+        raise C.exception(e.code)
+    mk.fail(e)
+
+
+def _stats(p: RulesParser, lines: int, names: Sequence[Optional[str]]) -> CompileStats:
     warnings: List[str] = []
     notes: List[str] = []
-    for i in range(int(p.nkept)):
-        n = p.notes[i]
-        key = bytes(n.text[0:n.textlen]).decode("latin-1")
-        src = int(n.src)
-        name = names[src] if src < len(names) else None
+    kept, counts = p.notes()
+    for n in kept:
+        key = n.text.decode("latin-1")
+        name = names[n.src] if n.src < len(names) else None
         where = f"{name}:{n.line}" if name else f"line {n.line}"
-        if n.kind == lib.RULES_NOTE_NETKEY:
+        if n.kind == C.RULES_NOTE_NETKEY:
             warnings.append(f"{where}: warning: {key!r} looks like a network, but it is compiled as a key tcpserver "
                             "never looks up (the rule does nothing); compile --cidr makes it the network")
         else:
-            notes.append(f"{where}: {key} makes {int(n.keys):,} keys (a length that is not a multiple of 16 "
+            notes.append(f"{where}: {key} makes {n.keys:,} keys (a length that is not a multiple of 16 "
                          "costs 2^(16 - LEN mod 16) keys)")
-    more = int(p.nnotes[lib.RULES_NOTE_NETKEY]) - lib.RULES_NOTES
-    if more > 0:
-        warnings.append(f"warning: {more:,} more keys look like networks (compile --cidr makes them networks)")
-    more = int(p.nnotes[lib.RULES_NOTE_COSTLY]) - lib.RULES_NOTES
-    if more > 0:
-        notes.append(f"{more:,} more IPv6 networks with a partial last group")
-    return CompileStats(lines, int(p.rules), int(p.keys), int(p.networks), tuple(warnings), tuple(notes))
-
-
-def _origins(p: Any) -> List[Tuple[int, int]]:
-    n = int(p.norigin)
-    if not n:
-        return []
-    words = memoryview(ffi.buffer(p.origin, n * ffi.sizeof("struct rules_origin"))).cast("Q")
-    step = ffi.sizeof("struct rules_origin") // 8
-    return [(src & 0xFFFFFFFF, line) for line, src in zip(words[0::step], words[1::step])]
+    if counts[0] > C.RULES_NOTES:
+        warnings.append(f"warning: {counts[0] - C.RULES_NOTES:,} more keys look like networks "
+                        "(compile --cidr makes them networks)")
+    if counts[1] > C.RULES_NOTES:
+        notes.append(f"{counts[1] - C.RULES_NOTES:,} more IPv6 networks with a partial last group")
+    _, rules, keys = p.counts()
+    return CompileStats(lines, rules, keys, p.networks, tuple(warnings), tuple(notes))
 
 
 def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
@@ -356,7 +359,7 @@ def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
     else:
         if stat.S_ISREG(mine.st_mode) and os.path.samestat(mine, other):
             raise SameFileError(f"the rules are read from {os.fsdecode(tmp)}, which is TMP: writing TMP would destroy them")
-    if other.st_size == 0 or _same_file(cdb, tmp):  # (AtomicOutput refuses the latter)
+    if other.st_size == 0 or same_file(cdb, tmp):  # (AtomicOutput refuses the latter)
         return
     try:
         with open(tmp, "rb") as t:
@@ -369,10 +372,3 @@ def _check_tmp(f: BinaryIO, cdb: PathLike, tmp: PathLike) -> None:
             "refusing to overwrite it (is it the rules? the arguments are CDB TMP [RULES])"
         )
 
-
-def _fail(p: Any, mk: Optional[CdbMake], names: Sequence[Optional[str]], nrules: int) -> NoReturn:
-    if p.err.code:  # a rules error, not the writer's
-        raise _syntax_error(p, names, nrules)
-    if mk is None:
-        raise MemoryError("out of memory")
-    mk.fail()

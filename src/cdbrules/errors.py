@@ -2,9 +2,13 @@
 
 * :class:`CdbFormatError`: a file that is not a valid cdb (truncated, corrupt, hostile).
 * :class:`RulesSyntaxError`: a line of rules text that tcprules would reject.
+* :class:`MakeInputError`: cdbmake input that cdbmake would reject.
+* :class:`UnsafeTmpError` (and :class:`SameFileError`): a TMP whose truncation would destroy
+  a file worth keeping.
 
-Both are :class:`ValueError` subclasses.  Failed system calls raise :class:`OSError`
-(with ``filename`` set) as Python does.
+All four are :class:`ValueError` subclasses.  Failed system calls raise :class:`OSError`
+(with ``filename`` set) as Python does; :class:`SizeLimitError` is the OSError of a cdb
+file that would pass the format's 4 GiB.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ import errno as _errno
 import os
 from typing import Optional, Union
 
-__all__ = ["CdbFormatError", "RulesSyntaxError", "djb_strerror", "os_error"]
+__all__ = [
+    "CdbFormatError",
+    "MakeInputError",
+    "RulesSyntaxError",
+    "SameFileError",
+    "SizeLimitError",
+    "UnsafeTmpError",
+    "djb_strerror",
+]
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -43,6 +55,36 @@ class RulesSyntaxError(ValueError):
         self.reason = reason
         self.source = source
         super().__init__(f"{source or 'line'}{':' if source else ' '}{lineno}: {reason}")
+
+
+class MakeInputError(ValueError):
+    """Input that cdbmake rejects.
+
+    ``entry`` is the record it happened in, counted from 1; ``offset`` the 0-based
+    position in the input of the offending byte (or of the end of the input), ``byte`` that
+    byte (None at the end); ``reason`` says what is wrong; ``source`` names the input.
+    """
+
+    def __init__(self, entry: int, offset: int, byte: Optional[int], reason: str, source: Optional[str] = None):
+        self.entry = entry
+        self.offset = offset
+        self.byte = byte
+        self.reason = reason
+        self.source = source
+        super().__init__(f"{source or 'input'}: entry {entry} at offset {offset}: {reason}")
+
+
+class UnsafeTmpError(ValueError):
+    """TMP cannot be used: truncating it would destroy a file that must be kept (the live
+    CDB, the rules being read, or a text file named as TMP by mistake)."""
+
+
+class SameFileError(UnsafeTmpError):
+    """TMP and CDB name the same file: writing TMP would destroy the live CDB first."""
+
+
+class SizeLimitError(OSError):
+    """The cdb file would pass the format's 4 GiB limit (errno EFBIG; filename: TMP)."""
 
 
 # djb's error_str() texts (ucspi-tcp, cdb), which the classic tools print instead of strerror().
@@ -83,9 +125,3 @@ def djb_strerror(code: Optional[int]) -> str:
     """The text djb's tools print for errno ``code``."""
     return _DJB.get(code or 0, "unknown error")
 
-
-def os_error(code: int, path: Optional[PathLike], path2: Optional[PathLike] = None) -> OSError:
-    """An :class:`OSError` (the right subclass) for ``code`` naming ``path``."""
-    if path2 is not None:
-        return OSError(code, os.strerror(code), os.fsdecode(path) if path is not None else None, None, os.fsdecode(path2))
-    return OSError(code, os.strerror(code), os.fsdecode(path) if path is not None else None)

@@ -1,11 +1,12 @@
-"""``tcpserver_ip``: the TCPREMOTEIP text tcpserver gives a client's address (spec section 7)."""
+"""``tcpserver_ip``: the TCPREMOTEIP text tcpserver gives a client's address
+(docs/lookup.md, "How tcpserver writes the client's address")."""
 
 from __future__ import annotations
 
 import ipaddress
 from typing import Any, Tuple, Union
 
-from ._native import ffi, lib
+from ._bindings import tcpserver_fmt
 
 __all__ = ["tcpserver_ip"]
 
@@ -31,6 +32,4 @@ def tcpserver_ip(address: Address, *, forcev6: bool = False) -> str:
         a = a[0]
     ip = a if isinstance(a, (ipaddress.IPv4Address, ipaddress.IPv6Address)) else ipaddress.ip_address(a)
     packed = ip.packed if ip.version == 6 else _V4MAPPED + ip.packed
-    out = ffi.new("char[]", lib.IP6_FMT)
-    n = lib.ip_tcpserver_fmt(out, packed, 1 if forcev6 else 0)
-    return ffi.string(out, n).decode("ascii")  # type: ignore[no-any-return]
+    return tcpserver_fmt(packed, forcev6)

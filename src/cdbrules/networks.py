@@ -7,21 +7,22 @@ to write instead.  The compiler's messages for a bad network come from the same 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+from typing import NamedTuple, Union
 
-from ._native import ffi, lib
+from . import _bindings as C
+from ._bindings import Net
 
 __all__ = ["NetworkCheck", "check_network"]
 
 _CODES = {
-    lib.RULES_NET_OK: "ok",
-    lib.RULES_NET_NOTNET: "notnet",
-    lib.RULES_NET_E_SYNTAX: "syntax",
-    lib.RULES_NET_E_LENGTH: "length",
-    lib.RULES_NET_E_ZERO: "zero",
-    lib.RULES_NET_E_HOSTBITS: "hostbits",
-    lib.RULES_NET_E_INEXACT: "inexact",
-    lib.RULES_NET_E_INEXACT_END: "inexact-end",
+    C.RULES_NET_OK: "ok",
+    C.RULES_NET_NOTNET: "notnet",
+    C.RULES_NET_E_SYNTAX: "syntax",
+    C.RULES_NET_E_LENGTH: "length",
+    C.RULES_NET_E_ZERO: "zero",
+    C.RULES_NET_E_HOSTBITS: "hostbits",
+    C.RULES_NET_E_INEXACT: "inexact",
+    C.RULES_NET_E_INEXACT_END: "inexact-end",
 }
 
 
@@ -45,38 +46,32 @@ class NetworkCheck(NamedTuple):
     reason: str
 
 
-def _addr_text(net: Any) -> str:
-    out = ffi.new("char[]", lib.IP6_FMT)
-    n = lib.ip4_fmt(out, net.addr) if net.family == 4 else lib.ip6_fmt(out, net.addr)
-    return ffi.string(out, n).decode("ascii")  # type: ignore[no-any-return]
-
-
 def _show(text: bytes) -> str:
     return repr(text.decode("latin-1"))
 
 
-def network_reason(code: int, text: bytes, net: Any, plain: bool = False) -> str:
+def network_reason(code: int, text: bytes, net: Net, plain: bool = False) -> str:
     """Why the network ``text`` cannot be used, and the fix (code: an enum rules_netcode)."""
     t = _show(text)
-    if code in (lib.RULES_NET_E_SYNTAX, lib.RULES_NET_NOTNET):
+    if code in (C.RULES_NET_E_SYNTAX, C.RULES_NET_NOTNET):
         what = "an address or a network" if plain else "a network ADDRESS/LENGTH"
         return f"{t} is not {what} (such as 192.0.2.0/24 or 2001:db8::/32)"
-    if code == lib.RULES_NET_E_LENGTH:
+    if code == C.RULES_NET_E_LENGTH:
         bits = 32 if net.family == 4 else 128
-        return f"{t}: the length /{net.len} is past {bits}, the bits of an IPv{net.family} address"
-    if code == lib.RULES_NET_E_ZERO:
+        return f"{t}: the length /{net.length} is past {bits}, the bits of an IPv{net.family} address"
+    if code == C.RULES_NET_E_ZERO:
         return f"{t} is every address: write the default rule (':allow' or ':deny') instead"
-    if code == lib.RULES_NET_E_HOSTBITS:
-        fixed = f"{_addr_text(net)}/{net.len}"
-        return f"{t} has bits set past /{net.len}: the network is {fixed} (write that, or /32 or /128 for one address)"
-    if code == lib.RULES_NET_E_INEXACT:
+    if code == C.RULES_NET_E_HOSTBITS:
+        fixed = f"{net.address}/{net.length}"
+        return f"{t} has bits set past /{net.length}: the network is {fixed} (write that, or /32 or /128 for one address)"
+    if code == C.RULES_NET_E_INEXACT:
         return (
             f"{t} cannot be written as keys tcpserver matches exactly: its group {net.zerogroup + 1} is 0, "
             "and tcpserver prints zero groups as '::', so any key for it also matches addresses outside "
             "the network (on a RELAYCLIENT line, an open relay); use networks whose groups before the "
             "last one are not 0"
         )
-    if code == lib.RULES_NET_E_INEXACT_END:
+    if code == C.RULES_NET_E_INEXACT_END:
         return (
             f"{t} cannot be written as a key tcpserver matches exactly: an address in it prints with a "
             "trailing '::', and tcpserver also takes such a key as a prefix of other addresses (on a "
@@ -89,18 +84,15 @@ def check_network(text: Union[str, bytes], *, plain: bool = False) -> NetworkChe
     """What ``compile --cidr`` makes of ``text`` (``NET/LEN``; with ``plain`` also a bare
     address, as in a list file).  Never raises for a bad network: see ``ok`` and ``reason``."""
     b = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
-    net = ffi.new("struct rules_net *")
-    code = lib.rules_net_parse(b, len(b), lib.RULES_NET_PLAIN if plain else 0, net)
-    family = int(net.family)
-    network = f"{_addr_text(net)}/{net.len}" if family and code in (lib.RULES_NET_OK, lib.RULES_NET_E_HOSTBITS,
-                                                                       lib.RULES_NET_E_INEXACT,
-                                                                       lib.RULES_NET_E_INEXACT_END) else ""
-    ok = code == lib.RULES_NET_OK
-    return NetworkCheck(ok, _CODES.get(code, "syntax"), family, int(net.len), network,
-                        int(net.keys) if ok else 0, "" if ok else network_reason(code, b, net, plain))
+    code, net = C.net_parse(b, plain)
+    shown = (C.RULES_NET_OK, C.RULES_NET_E_HOSTBITS, C.RULES_NET_E_INEXACT, C.RULES_NET_E_INEXACT_END)
+    network = f"{net.address}/{net.length}" if net.family and code in shown else ""
+    ok = code == C.RULES_NET_OK
+    return NetworkCheck(ok, _CODES.get(code, "syntax"), net.family, net.length, network,
+                        net.keys if ok else 0, "" if ok else network_reason(code, b, net, plain))
 
 
 def looks_like_network(key: bytes) -> bool:
     """Would an admin mean ``key`` (a rule's address) as a network?  (The warning for a
     network key compiled without ``--cidr``.)"""
-    return bool(lib.rules_net_looks(key, len(key)))
+    return C.net_looks(key)

@@ -8,18 +8,18 @@ import os
 import stat
 from typing import Any, Iterator, List, Optional, Tuple, TypeVar, Union
 
-from ._native import ffi, lib
+from . import _bindings as C
+from ._bindings import Failed, cdb_count, cdb_find_all, cdb_records, closed_cdb, exception, open_cdb
 from .errors import CdbFormatError, PathLike
 
 __all__ = ["Reader", "Key"]
 
 Key = Union[bytes, str]
 _T = TypeVar("_T")
-_BATCH = 4096
 
-_get = lib.cdb_get
+_get = C.cdb_get
 # A reader after close(): its map is NULL, which every C lookup refuses with EBADF.
-_CLOSED = ffi.new("struct cdb *")
+_CLOSED = closed_cdb()
 
 
 def _key(key: object) -> bytes:
@@ -62,11 +62,11 @@ def open_map(path: PathLike) -> Tuple[MapLike, object, object]:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fsdecode(path))
-        if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
-        if st.st_size < lib.CDB_HEADER_SIZE:
+        if st.st_size < C.CDB_HEADER_SIZE:
             raise CdbFormatError(path, f"{st.st_size} bytes: too short for a cdb file (2048 at least)")
-        if st.st_size > lib.CDB_MAX_SIZE:
+        if st.st_size > C.CDB_MAX_SIZE:
             raise CdbFormatError(path, "larger than 4 GiB: too large for a cdb file")
         try:
             mm: MapLike = _read_all(fd, st.st_size) if _READ_NOT_MAP else mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
@@ -75,10 +75,10 @@ def open_map(path: PathLike) -> Tuple[MapLike, object, object]:
             raise
     finally:
         os.close(fd)
-    buf = ffi.from_buffer(mm)
-    c = ffi.new("struct cdb *")
-    if lib.cdb_init(c, buf, len(mm)) < 0:  # the size was checked above
-        raise CdbFormatError(path)
+    try:
+        c, buf = open_cdb(mm)
+    except CdbFormatError:  # (the size was checked above)
+        raise CdbFormatError(path) from None
     return mm, c, buf
 
 
@@ -147,35 +147,20 @@ class Reader:
         """Every value of key, in file order (empty when absent)."""
         k = _key(key)
         mm = self._mm
-        kbuf = ffi.from_buffer(k)  # f points at the key until the search ends
-        f = ffi.new("struct cdb_find *")
-        if lib.cdb_findstart(f, self._c, kbuf, len(k)) < 0:
-            raise self._error()
-        out: List[bytes] = []
-        while True:
-            r = lib.cdb_findnext(f)
-            if r == 0:
-                return out
-            if r < 0:
-                raise self._error()
-            out.append(mm[f.dpos:f.dpos + f.dlen])  # type: ignore[index]
+        try:
+            return [mm[p:p + n] for p, n in cdb_find_all(self._c, k)]  # type: ignore[index]
+        except Failed as f:
+            raise self._error(f.code) from None
 
     # -- iteration ----------------------------------------------------------------
     def _records(self) -> Iterator[Tuple[int, int, int]]:
         mm, c = self._mm, self._c
         if mm is None:
             raise ValueError("I/O operation on a closed cdb Reader")
-        pos = ffi.new("uint32_t *", lib.CDB_HEADER_SIZE)
-        out = ffi.new("uint32_t[]", 3 * _BATCH)
-        while True:
-            n = lib.cdb_seqbatch(c, pos, out, _BATCH)
-            if n < 0:
-                raise self._error()
-            if n == 0:
-                return
-            vals = ffi.unpack(out, 3 * n)
-            for i in range(0, 3 * n, 3):
-                yield vals[i], vals[i + 1], vals[i + 2]
+        try:
+            yield from cdb_records(c)
+        except Failed as f:
+            raise self._error(f.code) from None
 
     def items(self) -> Iterator[Tuple[bytes, bytes]]:
         """(key, value) for every record, in file order."""
@@ -201,10 +186,10 @@ class Reader:
         if self._len is None:
             if self._mm is None:
                 raise ValueError("I/O operation on a closed cdb Reader")
-            n = lib.cdb_count(self._c)
-            if n < 0:
-                raise self._error()
-            self._len = int(n)
+            try:
+                self._len = cdb_count(self._c)
+            except Failed as f:
+                raise self._error(f.code) from None
         return self._len
 
     # -- life cycle ---------------------------------------------------------------
@@ -228,7 +213,6 @@ class Reader:
         state = "closed" if self._mm is None else "open"
         return f"<cdbrules.Reader {self.path!r} {state}>"
 
-    def _error(self) -> Exception:
-        if self._mm is None or ffi.errno == errno.EBADF:
-            return ValueError("I/O operation on a closed cdb Reader")
-        return CdbFormatError(self.path, "corrupt cdb file: an offset or length points outside it")
+    def _error(self, code: Optional[int] = None) -> Exception:
+        """The exception for a failed C call (errno code, this thread's errno when None)."""
+        return exception(code, self.path, closed=self._mm is None)

@@ -2,8 +2,9 @@
 
 ``Rules(path).check(ip, host, info)`` gives the :class:`Decision` tcpserver would make for a
 connection, from a rules file compiled by ``cdbrules compile`` or the real ``tcprules``.
-Every key of the lookup order (spec section 5, IPv6 boundaries included) is tried in one C
-call; the matched record is decoded once per loaded file and its :class:`Decision` reused.
+Every key of the lookup order (docs/lookup.md, "The lookup order"; IPv6 boundaries
+included) is tried in one C call; the matched record is decoded once per loaded file and its
+:class:`Decision` reused.
 
 tcpserver reopens the rules file for every connection, so a recompiled file takes effect at
 once.  A long-lived :class:`Rules` does the same cheaply: at most every ``reload_interval``
@@ -26,7 +27,8 @@ import weakref
 from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ._native import ffi, lib
+from . import _bindings as C
+from ._bindings import Failed, closed_cdb, exception, open_cdb, rules_probes, rules_verify
 from .errors import CdbFormatError, PathLike
 from .reader import open_map
 
@@ -37,20 +39,20 @@ log = logging.getLogger("cdbrules")
 Text = Union[str, bytes]
 
 # The C functions and the clock, bound once: the hot path reads no attribute chains.
-_check_ip = lib.rules_check_ip
-_check = lib.rules_check
-_check_many = lib.rules_check_many
+_check_ip = C.rules_check_ip
+_check = C.rules_check
+_check_many = C.rules_check_many
 _monotonic = time.monotonic
-_NULL = ffi.NULL
-_from_buffer = ffi.from_buffer
+_NULL = C.NULL
+_int64s = C.int64_array
 _ZEROS = array.array("q", [0])  # check_many's results, int64 each
 
 # Decisions kept per loaded file: enough for every record of any sane rules file, a bound
 # for a hostile one (a decision is still made past it, just not kept).
 _CACHE_MAX = 1 << 16
-_recspan = lib.cdb_recspan
-_HEAD = lib.CDB_RECORD_HEAD
-_NO_SPAN = (1 << 64) - 1
+_recspan = C.cdb_recspan
+_HEAD = C.CDB_RECORD_HEAD
+_NO_SPAN = C.NO_SPAN
 _new_object = object.__new__
 _set_attr = object.__setattr__
 
@@ -205,22 +207,20 @@ class _State:
         if not stat.S_ISREG(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
         mm, c, buf = open_map(path)
-        if verify and lib.rules_verify(c) < 0:
+        if verify and not rules_verify(c):
             raise CdbFormatError(path, "corrupt cdb file: a hash table or record points outside it")
         return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), name, True)
 
     @classmethod
     def empty(cls, path: str) -> "_State":
         """No rules: every lookup finds nothing (tcpserver -X without the file)."""
-        buf = ffi.from_buffer(_EMPTY_CDB)
-        c = ffi.new("struct cdb *")
-        lib.cdb_init(c, buf, len(_EMPTY_CDB))
+        c, buf = open_cdb(_EMPTY_CDB)
         return cls(c, _EMPTY_CDB, buf, None, path, False)
 
     @classmethod
     def closed(cls, path: str) -> "_State":
         """After close(): a struct cdb without a map, which every lookup refuses (EBADF)."""
-        return cls(ffi.new("struct cdb *"), None, None, None, path, False)
+        return cls(closed_cdb(), None, None, None, path, False)
 
     def decide(self, r: int) -> Decision:
         """The decision for lookup result r (a record position; -1: the C error)."""
@@ -243,14 +243,9 @@ class _State:
             self.cache[r] = d
         return d
 
-    def error(self) -> Exception:
-        """The exception for a failed C lookup, from the errno it left."""
-        code = ffi.errno
-        if self.mm is None or code == errno.EBADF:
-            return ValueError("I/O operation on closed Rules")
-        if code == errno.ENOMEM:
-            return MemoryError()
-        return CdbFormatError(self.path, "corrupt cdb file: an offset or length points outside it")
+    def error(self, code: Optional[int] = None) -> Exception:
+        """The exception for a failed C lookup, from the errno it left (or code)."""
+        return exception(code, self.path, what="closed Rules", closed=self.mm is None)
 
 
 # Every Rules object, so that a forked child gets fresh reload locks: a lock another thread
@@ -364,7 +359,7 @@ class Rules:
             except (TypeError, ValueError):
                 b = b"\0".join([_text(ip, "ip") for ip in ips])
             out = _ZEROS * n
-            if _check_many(st.c, b, len(b), _from_buffer("int64_t[]", out), n) < 0:
+            if _check_many(st.c, b, len(b), _int64s(out), n) < 0:
                 raise st.error()
             try:
                 return list(map(st.cache.__getitem__, out))
@@ -394,23 +389,14 @@ class Rules:
         b = _text(ip, "ip")
         hb = None if host is None else _text(host, "host")
         ib = None if info is None else _text(info, "info")
-        # The C iterator keeps pointers into these: they must outlive the walk.
-        args = [ffi.from_buffer(x) if x is not None else _NULL for x in (b, hb, ib)]
-        buf = ffi.new("unsigned char[]", lib.rules_probe_bufsize(len(b), len(hb or b""), len(ib or b"")))
-        pr = ffi.new("struct rules_probe *")
-        lib.rules_probe_start(pr, args[0], len(b), args[1], len(hb or b""), args[2], len(ib or b""), buf)
-        key = ffi.new("const unsigned char **")
-        klen = ffi.new("size_t *")
-        rpos = ffi.new("uint32_t *")
         out: List[Tuple[bytes, bool]] = []
-        while lib.rules_probe_next(pr, key, klen):
-            k = ffi.buffer(key[0], klen[0])[:]
-            r = lib.cdb_find(st.c, key[0], klen[0], rpos)
-            if r < 0:
-                raise st.error()
-            out.append((k, r > 0))
-            if r:
-                break
+        try:
+            for k, r in rules_probes(st.c, b, hb, ib):
+                out.append((k, r > 0))
+                if r:
+                    break
+        except Failed as f:
+            raise st.error(f.code) from None
         return out
 
     # -- reloading ----------------------------------------------------------------

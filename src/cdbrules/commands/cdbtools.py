@@ -19,22 +19,17 @@ import os
 from types import ModuleType
 from typing import Any, Callable, NoReturn, Optional, Tuple
 
-from .._native import ffi, lib
-from .._output import SameFileError
-from ..errors import CdbFormatError, djb_strerror
+from .._bindings import DumpError, Failed, StatsError, cdb_dump, cdb_find_all, cdb_stats
+from ..cdbmake import make as make_cdb
+from ..errors import CdbFormatError, MakeInputError, SameFileError
 from ..reader import open_map
-from ..writer import INPUT, MakeInputError, SizeLimitError, make as make_cdb
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, errstr as _errstr, say, system_error
 
 __all__ = ["dump", "get", "make", "stats"]
 
 _OUTBUF = 1 << 20
 _SKIP_MOD = 1 << 64
-
-
-def _errstr(e: OSError) -> str:
-    return djb_strerror(e.errno) if e.errno is not None else (e.strerror or str(e))
 
 
 def _usage(ns: argparse.Namespace, message: str) -> NoReturn:
@@ -94,13 +89,7 @@ def _run_make(ns: argparse.Namespace) -> int:
         say(str(e))
         return EXIT_PERM
     except OSError as e:
-        text = e.strerror if isinstance(e, SizeLimitError) else _errstr(e)
-        if getattr(e, "filename2", None) is not None:
-            say(f"fatal: unable to move {ns.tmp} to {ns.cdb}: {text}")
-        elif e.filename == INPUT:
-            say(f"fatal: unable to read input: {text}")
-        else:
-            say(f"fatal: unable to write to {e.filename}: {text}")
+        say(f"fatal: {system_error(e, ns.tmp)}")
         return EXIT_TEMP
     return EXIT_OK
 
@@ -112,22 +101,15 @@ def _run_dump(ns: argparse.Namespace) -> int:
     keep, c, rc = _open(ns.cdb, "truncated file")
     if rc is not None:
         return rc
-    d = ffi.new("struct cdb_dump *")
-    lib.cdb_dump_start(d, c)
-    out = bytearray(_OUTBUF)
-    cout = ffi.from_buffer(out)
-    view = memoryview(out)
-    while True:
-        n = lib.cdb_dump_next(d, cout, _OUTBUF)
-        if n < 0:
-            say(f"fatal: unable to read {ns.cdb}: truncated file (entry {d.records + 1}, "
-                f"at offset {d.pos}, runs past the end of the file)")
-            return EXIT_TEMP
-        if n == 0:
-            break
-        rc = _write_out(view[:n])
-        if rc is not None:
-            return rc
+    try:
+        for piece in cdb_dump(c, _OUTBUF):
+            rc = _write_out(piece)
+            if rc is not None:
+                return rc
+    except DumpError as e:
+        say(f"fatal: unable to read {ns.cdb}: truncated file (entry {e.records}, "
+            f"at offset {e.pos}, runs past the end of the file)")
+        return EXIT_TEMP
     del keep
     return EXIT_OK
 
@@ -144,22 +126,16 @@ def _run_get(ns: argparse.Namespace) -> int:
     keep, c, rc = _open(ns.cdb, "protocol error")
     if rc is not None:
         return rc
-    kbuf = ffi.from_buffer(key)
-    f = ffi.new("struct cdb_find *")
-    lib.cdb_findstart(f, c, kbuf, len(key))
-    while True:
-        r = lib.cdb_findnext(f)
-        if r < 0:
-            say(f"fatal: unable to read {ns.cdb}: protocol error (an offset or length points outside the file)")
-            return EXIT_TEMP
-        if r == 0:
-            return EXIT_PERM  # absent, or fewer than SKIP + 1 records: nothing printed
-        if not skip:
-            break
-        skip -= 1
-    mm = keep[0]
-    rc = _write_out(mm[f.dpos:f.dpos + f.dlen])
-    return EXIT_OK if rc is None else rc
+    try:
+        for dpos, dlen in cdb_find_all(c, key):
+            if not skip:
+                rc = _write_out(keep[0][dpos:dpos + dlen])
+                return EXIT_OK if rc is None else rc
+            skip -= 1
+    except Failed:
+        say(f"fatal: unable to read {ns.cdb}: protocol error (an offset or length points outside the file)")
+        return EXIT_TEMP
+    return EXIT_PERM  # absent, or fewer than SKIP + 1 records: nothing printed
 
 
 # -- stats ---------------------------------------------------------------------------------
@@ -171,19 +147,20 @@ def _run_stats(ns: argparse.Namespace) -> int:
     keep, c, rc = _open(ns.cdb, "truncated file")
     if rc is not None:
         return rc
-    st = ffi.new("struct cdb_stats *")
-    if lib.cdb_stats(c, st) < 0:
-        if st.truncated:
+    try:
+        records, dist = cdb_stats(c)
+    except StatsError as e:
+        if e.truncated:
             why = "truncated file"
             detail = "runs past the end of the file or is missing from its hash table"
         else:
             why = "protocol error"
             detail = "its hash table points outside the file"
-        say(f"fatal: unable to read {ns.cdb}: {why} (the record at offset {st.pos} {detail})")
+        say(f"fatal: unable to read {ns.cdb}: {why} (the record at offset {e.pos} {detail})")
         return EXIT_TEMP
     del keep
-    lines = [f"{'records':<8}{st.records:>10}\n"]
-    lines += [f"{label:<8}{st.dist[i]:>10}\n" for i, label in enumerate(_LABELS)]
+    lines = [f"{'records':<8}{records:>10}\n"]
+    lines += [f"{label:<8}{n:>10}\n" for label, n in zip(_LABELS, dist)]
     rc = _write_out("".join(lines).encode("ascii"))
     return EXIT_OK if rc is None else rc
 

@@ -1,9 +1,10 @@
 """``cdbrules check CDB [IP [HOST [INFO]]]``: a drop-in for ``tcprulescheck CDB``.
 
-Standard output and exit codes are tcprulescheck's, byte for byte (spec section 5.1), which
-prints a rule's data the way tcprulescheck walks it: it stops at the first ``D`` entry and
-shows ``+`` entries as they are, ``=`` or not.  ``--json`` prints the decision tcpserver
-makes instead (:class:`cdbrules.Decision`), and ``--explain`` every key tried, in order.
+Standard output and exit codes are tcprulescheck's, byte for byte (docs/lookup.md, "What
+tcprulescheck prints"), which prints a rule's data the way tcprulescheck walks it: it stops
+at the first ``D`` entry and shows ``+`` entries as they are, ``=`` or not.  ``--json``
+prints the decision tcpserver makes instead (:class:`cdbrules.Decision`), and ``--explain``
+every key tried, in order.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def run(ns: argparse.Namespace) -> int:
             probes = rules.explain(ip, host, info) if ns.explain else None
     except (CdbFormatError, IsADirectoryError):
         # tcprulescheck: EPROTO for a damaged file (it crashes on a directory; a clean
-        # reimplementation says protocol error there too, spec 9.6)
+        # reimplementation says protocol error there too: docs/compatibility.md, "Checking and lookups")
         return _unreadable(ns.cdb, errno.EPROTO)
     except OSError as e:
         return _unreadable(ns.cdb, e.errno)

@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import os
 import sys
 from typing import Any, List, Optional
 
-from .._output import UnsafeTmpError
 from ..compiler import CompileStats, expand
 from ..compiler import compile as compile_rules
-from ..errors import RulesSyntaxError
+from ..errors import RulesSyntaxError, UnsafeTmpError
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error
 
 
 def register(sub: Any) -> None:
@@ -112,7 +109,6 @@ def run(ns: argparse.Namespace) -> int:
     sources = _sources(ns, "compile")
     if sources is None:
         return EXIT_TEMP if sys.stdin is None else EXIT_PERM
-    stdin = any(not isinstance(s, str) for s in sources)
     lists = [(f, i) for f, i in ns.list]
     try:
         stats = compile_rules(sources, ns.cdb, ns.tmp, cidr=ns.cidr, lists=lists)
@@ -123,7 +119,7 @@ def run(ns: argparse.Namespace) -> int:
         say(str(e))
         return EXIT_PERM
     except OSError as e:
-        say(f"fatal: {_system_error(e, ns, stdin)}")
+        say(f"fatal: {system_error(e, ns.tmp)}")
         return EXIT_TEMP
     _report(stats, ns, ns.cidr or bool(lists))
     return EXIT_OK
@@ -133,7 +129,6 @@ def run_expand(ns: argparse.Namespace) -> int:
     sources = _sources(ns, "expand")
     if sources is None:
         return EXIT_TEMP if sys.stdin is None else EXIT_PERM
-    stdin = any(not isinstance(s, str) for s in sources)
     try:
         stats = expand(sources, sys.stdout.buffer, lists=[(f, i) for f, i in ns.list])
     except RulesSyntaxError as e:
@@ -146,27 +141,10 @@ def run_expand(ns: argparse.Namespace) -> int:
         if e.filename is None:
             say(f"fatal: unable to write standard output: {e.strerror or e}")
         else:
-            say(f"fatal: {_system_error(e, ns, stdin)}")
+            say(f"fatal: {system_error(e)}")
         return EXIT_TEMP
     _report(stats, ns, True)
     return EXIT_OK
-
-
-def _system_error(e: OSError, ns: argparse.Namespace, stdin: bool) -> str:
-    """What failed, on which file, and why: one line, in tcprules' words where they fit."""
-    why = e.strerror or str(e)
-    name = os.fsdecode(e.filename) if e.filename is not None else None
-    name2 = getattr(e, "filename2", None)
-    if name2 is not None:
-        hint = " (TMP must be in the same file system as CDB)" if e.errno == errno.EXDEV else ""
-        return f"unable to move {name} to {os.fsdecode(name2)}: {why}{hint}"
-    if name == getattr(ns, "tmp", None):
-        return f"unable to write {name}: {why}"
-    if stdin and (name is None or name.startswith("<")):
-        return f"unable to read standard input: {why}"
-    if name is not None:
-        return f"unable to read {name}: {why}"
-    return why
 
 
 class ExpandCommand:
