@@ -1,4 +1,4 @@
-/* rules_parse.c: tcprules text to cdb records (docs/format.md). */
+/* rules_parse.c: tcprules text to cdb records (docs/format.md; networks: docs/networks.md). */
 #include <errno.h>
 #include <stdlib.h>
 #include "cdb_int.h"
@@ -40,8 +40,31 @@ rules_parser_free(struct rules_parser *p)
   free(p->line);
   free(p->data);
   free(p->key);
-  p->line = p->data = p->key = NULL;
-  p->linecap = p->datacap = p->keycap = 0;
+  free(p->listval);
+  free(p->origin);
+  rules_netset_free(p->net);
+  p->line = p->data = p->key = p->listval = NULL;
+  p->linecap = p->datacap = p->keycap = p->listcap = 0;
+  p->origin = NULL;
+  p->norigin = p->corigin = 0;
+  p->net = NULL;
+}
+
+int
+rules_parser_cidr(struct rules_parser *p, int expand)
+{
+  if (!p->net && !(p->net = rules_netset_new()))
+    return -1;
+  p->expand = expand;
+  return 0;
+}
+
+void
+rules_parser_source(struct rules_parser *p, uint32_t src)
+{
+  p->src = src;
+  p->lineno = 0;
+  p->list = 0;
 }
 
 /* Report code at column of the trimmed line s[0..n); keep a copy of the line. */
@@ -55,6 +78,7 @@ _rules_fail(struct rules_parser *p, const unsigned char *s, size_t n, int code, 
     memcpy(p->line, s, n);
   }
   p->err.lineno = p->lineno;
+  p->err.src = p->src;
   p->err.code = code;
   p->err.column = column;
   p->err.name = name;
@@ -222,10 +246,51 @@ rules_line_key(const unsigned char *s, const struct rules_line *l, uint64_t v, u
 static int
 _rules_add(struct rules_parser *p, const unsigned char *key, size_t klen, size_t dlen)
 {
+  if (p->net)
+    return rules_netset_key(p->net, key, klen);
   if (cdb_make_add(p->out, key, klen, p->data, dlen) < 0)
     return -1;
+  if (p->want_origin) {
+    if (_rules_reserve((unsigned char **)(void *)&p->origin, &p->corigin, (p->norigin + 1) * sizeof *p->origin) < 0)
+      return -1;
+    p->origin[p->norigin].src = p->src;
+    p->origin[p->norigin].line = p->lineno;
+    ++p->norigin;
+  }
   ++p->keys;
   return 0;
+}
+
+static void
+_rules_note(struct rules_parser *p, int kind, const unsigned char *text, size_t n, uint64_t keys)
+{
+  struct rules_note *e;
+  if (p->nnotes[kind]++ >= RULES_NOTES)
+    return;
+  e = &p->notes[p->nkept++];
+  e->line = p->lineno;
+  e->src = p->src;
+  e->kind = kind;
+  e->keys = keys;
+  e->textlen = n < RULES_NOTE_TEXT ? n : RULES_NOTE_TEXT;
+  memcpy(e->text, text, e->textlen);
+}
+
+/* The network a[0..n) (at column col of the line s[0..len)) for the rule started last. */
+static int
+_rules_net(struct rules_parser *p, const unsigned char *s, size_t len, size_t col, size_t n, int flags)
+{
+  struct rules_net net;
+  int r = rules_net_parse(s + col, n, flags, &net);
+  if (r != RULES_NET_OK) {
+    p->err.netcode = r == RULES_NET_NOTNET ? RULES_NET_E_SYNTAX : r;
+    p->err.net = net;
+    return _rules_fail(p, s, len, RULES_E_NETWORK, col, col, n);
+  }
+  ++p->networks;
+  if (net.family == 6 && net.len % 16)
+    _rules_note(p, RULES_NOTE_COSTLY, s + col, n, net.keys);
+  return rules_netset_net(p->net, &net);
 }
 
 size_t
@@ -251,17 +316,35 @@ rules_line_data(const unsigned char *s, const struct rules_line *l, unsigned cha
   return dlen;
 }
 
-/* Write the records of the rule line s (parsed as l): one per key, each with its value. */
+/* The cdb value of the rule line s (parsed as l) into *buf; its length, or -1 (ENOMEM). */
+static long
+_rules_value(unsigned char **buf, size_t *cap, const unsigned char *s, const struct rules_line *l)
+{
+  /* the data never outgrows the line: ",N=dVd" becomes "+N=V\0" */
+  if (_rules_reserve(buf, cap, l->datalen + 1) < 0)
+    return -1;
+  return (long)rules_line_data(s, l, *buf);
+}
+
+/* Write the records of the rule line s (parsed as l): its value, then one record per key. */
 static int
 _rules_store(struct rules_parser *p, const unsigned char *s, const struct rules_line *l)
 {
+  long r = _rules_value(&p->data, &p->datacap, s, l);
   size_t dlen;
   uint64_t v;
-  /* the data never outgrows the line: ",N=dVd" becomes "+N=V\0" */
-  if (_rules_reserve(&p->data, &p->datacap, l->datalen + 1) < 0)
+  if (r < 0)
     return -1;
-  dlen = rules_line_data(s, l, p->data);
+  dlen = (size_t)r;
   ++p->rules;
+  if (p->net) {
+    if (p->expand ? rules_netset_rule(p->net, s + l->sep + 1, l->len - l->sep - 1, p->src, p->lineno) < 0
+                  : rules_netset_rule(p->net, p->data, dlen, p->src, p->lineno) < 0)
+      return -1;
+    if (memchr(s, '/', l->sep) && !memchr(s, '=', l->sep) && !memchr(s, '@', l->sep) && !l->range)
+      return _rules_net(p, s, l->len, 0, l->sep, 0);
+  } else if (memchr(s, '/', l->sep) && rules_net_looks(s, l->sep))
+    _rules_note(p, RULES_NOTE_NETKEY, s, l->sep, 0);
   if (!l->range)
     return _rules_add(p, s, l->sep, dlen);
   if (l->bot > l->top)
@@ -274,11 +357,89 @@ _rules_store(struct rules_parser *p, const unsigned char *s, const struct rules_
   return 0;
 }
 
+/* One line s[0..n) of a list: an address or a network, maybe a comment. */
+static int
+_rules_listline(struct rules_parser *p, const unsigned char *s, size_t n)
+{
+  size_t a = 0, e = n, i;
+  ++p->lineno;
+  for (i = 0; i < n; ++i)
+    if (s[i] == '#' || s[i] == ';') {
+      e = i;
+      break;
+    }
+  while (a < e && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r'))
+    ++a;
+  while (e > a && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r'))
+    --e;
+  if (a == e)
+    return 0;
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n'))
+    --n;
+  ++p->rules;
+  if (rules_netset_rule(p->net, p->listval, p->listlen, p->src, p->lineno) < 0)
+    return -1;
+  return _rules_net(p, s, n, a, e - a, RULES_NET_PLAIN);
+}
+
+int
+rules_list_start(struct rules_parser *p, uint32_t src, const void *instruction, size_t len)
+{
+  struct rules_line l;
+  long r;
+  if (rules_parser_cidr(p, p->expand) < 0)
+    return -1;
+  rules_parser_source(p, src);
+  p->list = 1;
+  /* the instruction is checked as the rule ":" instruction */
+  if (_rules_reserve(&p->key, &p->keycap, len + 2) < 0)
+    return -1;
+  p->key[0] = ':';
+  memcpy(p->key + 1, instruction, len);
+  if (rules_line_parse(p->key, len + 1, &l) != RULES_LINE_RULE || l.sep != 0 || l.len != len + 1) {
+    if (l.kind != RULES_LINE_ERROR) {
+      l.code = RULES_E_NOKEYWORD;
+      l.column = 0;
+      l.name = l.namelen = 0;
+    }
+    return _rules_fail(p, p->key, len + 1, l.code, l.column, l.name, l.namelen);
+  }
+  if (p->expand) {
+    if (_rules_reserve(&p->listval, &p->listcap, len + 1) < 0)
+      return -1;
+    memcpy(p->listval, instruction, len);
+    p->listlen = len;
+    return 0;
+  }
+  if ((r = _rules_value(&p->listval, &p->listcap, p->key, &l)) < 0)
+    return -1;
+  p->listlen = (size_t)r;
+  return 0;
+}
+
+int
+rules_write(struct rules_parser *p, int text_fd)
+{
+  uint64_t keys = 0;
+  int r;
+  if (!p->net)
+    return 0;
+  free(p->origin);
+  p->origin = NULL;
+  p->norigin = 0;
+  r = rules_netset_write(p->net, p->out, p->expand ? text_fd : -1, &keys, p->want_origin ? &p->origin : NULL,
+                         &p->norigin);
+  p->keys = keys;
+  return r;
+}
+
 /* One line s[0..n), its newline removed. */
 static int
 _rules_line(struct rules_parser *p, const unsigned char *s, size_t n)
 {
   struct rules_line l;
+  if (p->list)
+    return _rules_listline(p, s, n);
   ++p->lineno;
   switch (rules_line_parse(s, n, &l)) {
   case RULES_LINE_RULE:

@@ -44,8 +44,8 @@ def test_quiet_and_verbose(tmp_path: Path) -> None:
     rc, _, err = run_cli(["compile", "-v", cdb, tmp, str(rules)])
     lines = err.splitlines()
     assert rc == 0 and f"cdbrules: {rules}:5: warning: W501 " in err and f"cdbrules: {rules}:4: warning: E503 " in err
-    assert lines[-1] == (f"cdbrules: 10 lines (1 skipped), 9 rules, 9 records, 6 distinct keys "
-                         f"(3 lines repeat an earlier key) written to {cdb}")
+    assert lines[-2:] == [f"cdbrules: {rules}: 10 lines (1 skipped), 9 records, 6 distinct keys "
+                          "(3 lines repeat an earlier key)", f"cdbrules: 10 lines, 9 rules, 9 records written to {cdb}"]
     rc, _, err = run_cli(["compile", cdb, tmp, str(rules)])
     assert rc == 0 and "W501" not in err and err.count("\n") == 6
 

@@ -22,6 +22,7 @@ from . import _bindings as C
 from ._bindings import RULES_MAX_LINE
 from .compiler import _reason, _show
 from .iptext import tcpserver_ip
+from .networks import check_network
 from .syntax import BLANK, COMMENT, ERROR, RULE, SKIPPED, Line, parse_line
 
 __all__ = ["CODES", "Finding", "Linter", "lint"]
@@ -48,6 +49,7 @@ CODES: Dict[str, Code] = _codes(
     ("E107", "something other than ',' after a value", False),
     ("E108", "a '-' in an address that is no range", False),
     ("E109", "a line longer than compile accepts", False),
+    ("E110", "--cidr: a network compile --cidr cannot write", False),
     ("W201", "a line without ':' (skipped by tcprules, the IPv6 build hangs)", True),
     ("W202", "the IPv4 tcprules rejects the line (its first ':' is not the rule's)", False),
     ("W301", "a variable name no program can read", True),
@@ -126,12 +128,17 @@ def _q(b: bytes) -> str:
 class Linter:
     """Findings for text fed in pieces: ``feed(bytes)``..., then ``finish()``."""
 
-    def __init__(self, path: str = "-", *, strict: bool = False, maxline: int = RULES_MAX_LINE) -> None:
+    def __init__(self, path: str = "-", *, strict: bool = False, cidr: bool = False,
+                 keys: Optional[Dict[bytes, Tuple[str, int, bool, bytes]]] = None,
+                 maxline: int = RULES_MAX_LINE) -> None:
         self.path = path
         self.strict = strict
+        self.cidr = cidr
         self.findings: List[Finding] = []
         self.lineno = 0
-        self.keys: Dict[bytes, Tuple[int, bool, bytes]] = {}  # key -> (line, deny, data) of its first record
+        # key -> (path, line, deny, data) of its first record; shared by the linters of several
+        # sources compiled as one text
+        self.keys: Dict[bytes, Tuple[str, int, bool, bytes]] = {} if keys is None else keys
         self.records = 0
         self.skipped: List[int] = []
         self.duplicates: List[int] = []
@@ -316,6 +323,11 @@ class Linter:
 
     def _key(self, p: Line) -> None:
         n = self.lineno
+        if self.cidr and _is_network(p):
+            net = check_network(p.key)
+            if not net.ok:
+                self._add(n, 1, "E110", net.reason)
+            return
         if p.range is not None:
             lo, dash, hi, bot, top = p.range
             if not p.keys:
@@ -337,26 +349,29 @@ class Linter:
 
     def _duplicates(self, p: Line) -> None:
         n = self.lineno
-        first: Optional[Tuple[bytes, int, bool, bytes]] = None
+        first: Optional[Tuple[bytes, str, int, bool, bytes]] = None
         count = 0
+        if self.cidr and _is_network(p):
+            return  # compile --cidr orders networks by length: no "first line wins"
         for k in p.keys:
             self.records += 1
             had = self.keys.get(k)
             if had is None:
-                self.keys[k] = (n, p.deny, p.data)
-            elif had[0] != n:
+                self.keys[k] = (self.path, n, p.deny, p.data)
+            elif had[:2] != (self.path, n):
                 count += 1
                 if first is None:
                     first = (k, *had)
         if first is None:
             return
         self.duplicates.append(n)
-        k, line, deny, data = first
+        k, path, line, deny, data = first
+        where = f"line {line}" if path == self.path else f"{path}:{line}"
         more = f" (and {count - 1} more of its keys)" if count > 1 else ""
-        what = f"the key {_q(k)}{more} is already written by line {line}, and tcpserver uses the first record: this line"
+        what = f"the key {_q(k)}{more} is already written by {where}, and tcpserver uses the first record: this line"
         if deny != p.deny:
-            self._add(n, 1, "E503", f"{what} {'denies' if p.deny else 'allows'} but is never used; line {line} "
-                      f"{'denies' if deny else 'allows'}", f"delete one of the two lines")
+            self._add(n, 1, "E503", f"{what} {'denies' if p.deny else 'allows'} but is never used; {where} "
+                      f"{'denies' if deny else 'allows'}", "delete one of the two lines")
         elif data != p.data:
             self._add(n, 1, "W502", f"{what} sets other variables but is never used", "merge the two lines")
         elif self.strict:
@@ -384,6 +399,13 @@ class Linter:
                 self._add(n, col, "W603", f"RELAYCLIENT for the whole network {_q(k)} ({_width(k)})",
                           "relay only for the networks of your own clients")
                 return
+
+
+def _is_network(p: Line) -> bool:
+    """With --cidr, the compiler reads this rule's address as a network (NET/LEN): it has a
+    '/', and is no range, =host or info@ key."""
+    k = p.key
+    return b"/" in k and b"=" not in k and b"@" not in k and p.range is None
 
 
 def _width(k: bytes) -> str:
@@ -531,7 +553,7 @@ def _v6_problem(ip: bytes, key: bytes) -> Optional[Tuple[str, str, Optional[str]
 Source = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 
 
-def lint(source: Source, *, path: Optional[str] = None, strict: bool = False) -> List[Finding]:
+def lint(source: Source, *, path: Optional[str] = None, strict: bool = False, cidr: bool = False) -> List[Finding]:
     """Every finding for a rules text, in line order: ``source`` is a path, a binary file
     object, or the text itself as ``bytes``.  ``path`` names it in the findings (default:
     the path, or ``-``).  ``strict`` also reports lines that repeat an earlier rule word

@@ -21,6 +21,7 @@ class Command(NamedTuple):
 
 COMMANDS: Dict[str, Command] = {
     "compile": Command("compile", None, "compile tcprules text into a cdb file (drop-in for tcprules)"),
+    "expand": Command("compile", "ExpandCommand", "print rules with networks as classic tcprules text (for stock tcprules)"),
     "check": Command("check", None, "show which rule tcpserver applies to a connection (drop-in for tcprulescheck)"),
     "decompile": Command("decompile", None, "print rules text that compiles back into the same cdb file"),
     "diff": Command("diff", None, "show the keys and clients whose rule changes between two rule sets"),
