@@ -34,7 +34,8 @@ def test_warnings_name_file_and_line(refs, tmp_path: Path) -> None:  # type: ign
     got = [(line.split(": warning: ")[0], line.split(": warning: ")[1][:4]) for line in err.splitlines()]
     where = f"cdbrules: {rules}"
     assert got == [(f"{where}:1", "W301"), (f"{where}:2", "W201"), (f"{where}:4", "E503"), (f"{where}:6", "W402"),
-                   (f"{where}:7", "W401"), (f"{where}:9", "W502")]
+                   (f"{where}:9", "W502"), (f"{where}:7", "'10.")]  # the last: the compiler's network warning
+    assert "'10.0.0.0/8' looks like a network" in err.splitlines()[-1]
 
 
 def test_quiet_and_verbose(tmp_path: Path) -> None:
@@ -48,6 +49,8 @@ def test_quiet_and_verbose(tmp_path: Path) -> None:
                           "(3 lines repeat an earlier key)", f"cdbrules: 10 lines, 9 rules, 9 records written to {cdb}"]
     rc, _, err = run_cli(["compile", cdb, tmp, str(rules)])
     assert rc == 0 and "W501" not in err and err.count("\n") == 6
+    rc, _, err = run_cli(["compile", "--cidr", cdb, tmp, str(rules)])  # 10.0.0.0/8 is a network here
+    assert rc == 0 and "10.0.0.0/8" not in err and err.count("\n") == 5
 
 
 def test_standard_input_names_lines(tmp_path: Path) -> None:

@@ -115,6 +115,37 @@ def test_round_trip_with_both_tcprules_builds(refs, tmp_path: Path) -> None:  # 
     assert counts["v4"] >= N_FILES // 2 - 1 and counts["v6"] == N_FILES
 
 
+def random_cidr_rules(rng: random.Random, v6: bool) -> bytes:
+    lines = []
+    for _ in range(rng.randint(1, 12)):
+        if v6 and rng.random() < 0.3:
+            key = rng.choice(["2001:db8::/32", "2001:db8:5::/48", "2001:db8:5:7::/64", "2001:db8:5:4::/62",
+                              "2001:db8:5:7:1:2:3:4/128"])
+        else:
+            n = rng.choice([8, 12, 16, 20, 24, 27, 30, 32])
+            addr = rng.randrange(1 << 32) >> (32 - n) << (32 - n)
+            key = f"{addr >> 24}.{addr >> 16 & 255}.{addr >> 8 & 255}.{addr & 255}/{n}"
+            if rng.random() < 0.2:
+                key = rng.choice(["127.", "10.1.2.3", "=a.example", ""])
+        instr = rng.choice(["allow", "deny", 'allow,RELAYCLIENT=""'])
+        lines.append(f"{key}:{instr}".encode())
+    return b"".join(x + b"\n" for x in lines)
+
+
+def test_round_trip_of_cidr_output(refs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(33)
+    for n in range(max(10, N_FILES // 4)):
+        v6 = n % 2 == 1
+        text = random_cidr_rules(rng, v6)
+        cdbrules.compile(io.BytesIO(text), tmp_path / "in.cdb", tmp_path / "in.tmp", cidr=True)
+        original = (tmp_path / "in.cdb").read_bytes()
+        back = decompile(tmp_path / "in.cdb")
+        assert ours(back, tmp_path) == original, text
+        assert tcprules(refs, refs.tcprules_v6, back, tmp_path) == original, text
+        if not v6:
+            assert tcprules(refs, refs.tcprules_v4, back, tmp_path) == original, text
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.smtp")))
 def test_examples_round_trip(name: str, tmp_path: Path) -> None:
     original = ours((EXAMPLES / name).read_bytes(), tmp_path)

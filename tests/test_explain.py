@@ -118,6 +118,23 @@ def test_names_the_file_and_several_sources(tmp_path: Path) -> None:
     assert (info.value.source, info.value.lineno) == (str(b), 2)
 
 
+def test_cidr_and_lists(tmp_path: Path) -> None:
+    rules, drop = tmp_path / "rules", tmp_path / "drop.txt"
+    rules.write_bytes(b"10.0.0.0/8:deny\n10.1.0.0/16:allow,RELAYCLIENT=\"\"\n:allow\n")
+    drop.write_bytes(b"# blocked\n10.1.2.0/24\n")
+    for ip, line, lost in [("10.1.9.9", (str(rules), 2), [(str(rules), 1), (str(rules), 3)]),
+                           ("10.9.9.9", (str(rules), 1), [(str(rules), 3)]),
+                           ("10.1.2.3", (str(drop), 2), [(str(rules), 2), (str(rules), 1), (str(rules), 3)])]:
+        x = explain(rules, ip, cidr=True, lists=[(drop, "deny")])
+        cdbrules.compile(rules, tmp_path / "c.cdb", cidr=True, lists=[(drop, "deny")])
+        with Rules(tmp_path / "c.cdb", reload_interval=None) as r:
+            assert x.decision == r.check(ip)
+        assert x.line is not None and (x.line.path, x.line.line) == line, ip
+        assert [(o.path, o.line) for o, _, _ in x.lost] == lost, ip
+    rc, out, err = run_cli(["explain", "--cidr", "--list", str(drop), "deny", str(rules), "--", "10.1.2.3"])
+    assert (rc, err) == (0, "") and out.startswith(f"deny\ndecided by {drop}:2: 10.1.2.0/24\nkey: 10.1.2.\n".encode())
+
+
 def test_cli(tmp_path: Path) -> None:
     smtp = str(EXAMPLES / "tcp6.smtp")
     rc, out, err = run_cli(["explain", smtp, "--", "2001:db8::5", "a.dyn.example.net"])

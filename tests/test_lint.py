@@ -43,6 +43,7 @@ class Row(NamedTuple):
     column: int
     fixed: bytes
     strict: bool = False
+    cidr: bool = False
 
 
 ROWS = [
@@ -54,6 +55,8 @@ ROWS = [
     Row("E106", b'1.2.3.4:allow,A="x\n', 1, 17, b'1.2.3.4:allow,A="x"\n'),
     Row("E107", b'1.2.3.4:allow,A="1" B="2"\n', 1, 20, b'1.2.3.4:allow,A="1",B="2"\n'),
     Row("E108", b"mail-1.example.com:deny\n", 1, 1, b"=mail-1.example.com:deny\n"),
+    Row("E110", b"10.0.0.1/8:deny\n", 1, 1, b"10.0.0.0/8:deny\n", cidr=True),
+    Row("E110", b"2001:db8:0:1::/64:deny\n", 1, 1, b"2001:db8:1::/48:deny\n", cidr=True),
     Row("W201", b"1.2.3.4 allow\n", 1, 1, b"1.2.3.4:allow\n"),
     Row("W201", b"1.2.3.4:deny\n \t\n", 2, 1, b"1.2.3.4:deny\n\n"),
     Row("W201", b"  # a comment\n", 1, 3, b"# a comment\n"),
@@ -106,9 +109,9 @@ def ids(rows: List[Row]) -> List[str]:
 
 @pytest.mark.parametrize("row", ROWS, ids=ids(ROWS))
 def test_code_table(row: Row) -> None:
-    found = cdbrules.lint(row.bad, strict=row.strict)
+    found = cdbrules.lint(row.bad, strict=row.strict, cidr=row.cidr)
     assert (row.line, row.column, row.code) in [(f.line, f.column, f.code) for f in found], found
-    assert cdbrules.lint(row.fixed, strict=True) == []
+    assert cdbrules.lint(row.fixed, strict=True, cidr=row.cidr) == []
 
 
 def test_every_code_has_a_row_and_a_doc() -> None:
@@ -116,6 +119,34 @@ def test_every_code_has_a_row_and_a_doc() -> None:
     assert {r.code for r in ROWS} | {"E109"} == set(CODES)
     for code in CODES:
         assert f"| {code} |" in doc, code
+
+
+def test_cidr_networks_are_keys() -> None:
+    text = b'10.0.0.0/8:deny\n10.1.0.0/16:allow,RELAYCLIENT=""\n192.0.2.0/24:deny\n'
+    assert [f.code for f in cdbrules.lint(text)] == ["W401", "W401", "W401"]
+    assert cdbrules.lint(text, cidr=True) == []
+    rc, out, _ = run_cli(["lint", "--cidr", "-"], stdin=text)
+    assert (rc, out) == (0, b"")
+
+
+def agree_cidr(text: bytes, work: Path) -> None:
+    found = cdbrules.lint(text, cidr=True)
+    bad = sorted(f.line for f in found if f.code in SYNTAX | {"E110"})
+    try:
+        cdbrules.compile(io.BytesIO(text), work / "x.cdb", work / "x.tmp", cidr=True)
+        line = None
+    except RulesSyntaxError as e:
+        line = e.lineno
+    assert line == (bad[0] if bad else None), found
+
+
+def test_cidr_agrees_with_compile(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    nets = [b"10.0.0.0/8", b"10.0.0.1/8", b"10.0.0.0/33", b"2001:db8::/32", b"2001:db8:0:1::/64", b"1.2.3.4/32",
+            b"0.0.0.0/0", b"x/8", b"=a/b", b"joe@1.2.3.0/24", b"1.2.3.4-5", b"1.2.3.4"]
+    for _ in range(300):
+        lines = [rng.choice(nets) + b":" + rng.choice([b"allow", b"deny"]) for _ in range(rng.randint(1, 6))]
+        agree_cidr(b"".join(x + b"\n" for x in lines), tmp_path)
 
 
 def test_long_line() -> None:

@@ -3,10 +3,8 @@
 The text is compiled (by the compiler, into a temporary file), and the connection is
 looked up in that file as tcpserver does: the keys come from the C probe sequence
 (``rules_probe_*``), the decision from :meth:`cdbrules.Rules.check`.  So the decision is
-the compiled file's by construction.  Each record is traced back to the line that wrote
-it; records are written in the order of the lines, each line's keys in order, so the
-line parser the compiler runs on every line (:mod:`cdbrules.syntax`) says which line wrote
-which record.
+the compiled file's by construction.  The compiler says which source and line wrote each
+record (:func:`cdbrules.compiler.compile_origins`), also with ``--cidr`` and lists.
 """
 
 from __future__ import annotations
@@ -14,14 +12,15 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._bindings import Failed, exception, open_cdb, rules_probes
-from .compiler import compile as compile_rules
-from .errors import PathLike, RulesSyntaxError
+from .compiler import compile_origins
+from .errors import PathLike
 from .reader import Reader
+from .source import scratch_dir
 from .rules import Decision, Rules, _text
-from .syntax import RULE, parse_line, split_lines
+from .syntax import split_lines
 
 __all__ = ["Explanation", "Origin", "Probe", "explain"]
 
@@ -80,47 +79,26 @@ def _read(sources: Sources) -> List[Tuple[str, bytes]]:
     return out
 
 
-def _origins(texts: List[Tuple[str, bytes]]) -> List[Origin]:
-    """Where each record comes from, in file order: one entry per key of every rule line."""
-    out: List[Origin] = []
-    for path, text in texts:
-        for lineno, line, _ in split_lines(text):
-            p = parse_line(line)
-            if p.kind == RULE:
-                out.extend(Origin(path, lineno, line) for _ in p.keys)
-    return out
-
-
-def _where(e: RulesSyntaxError, texts: List[Tuple[str, bytes]]) -> RulesSyntaxError:
-    """The error of the joined text, naming the source and its own line."""
-    lineno = e.lineno
-    for path, text in texts:
-        n = text.count(b"\n") + (1 if text and not text.endswith(b"\n") else 0)
-        if lineno <= n or path == texts[-1][0]:
-            return RulesSyntaxError(lineno, e.line, e.column, e.reason, None if path == "-" else path)
-        lineno -= n
-    return e
-
-
 def explain(rules: Sources, ip: Union[str, bytes], host: Union[str, bytes, None] = None,
-            info: Union[str, bytes, None] = None) -> Explanation:
+            info: Union[str, bytes, None] = None, *, cidr: bool = False,
+            lists: Sequence[Tuple[PathLike, Union[str, bytes]]] = ()) -> Explanation:
     """How tcpserver decides a connection from ``ip`` (TCPREMOTEIP), ``host`` and
     ``info`` (None: absent) with the rules text ``rules`` (a path, the text as bytes, or
-    a sequence of them read as one text), traced to the lines of the text.
+    a sequence of them read as one text), traced to the lines of the text.  ``cidr`` and
+    ``lists`` ((path, instruction) pairs) are those of :func:`cdbrules.compile`.
 
     Raises as :func:`cdbrules.compile` (:class:`cdbrules.RulesSyntaxError` for a bad line,
     naming it) and ValueError for a NUL in the connection's text."""
-    texts = _read(rules)
-    joined = b"".join(t if not t or t.endswith(b"\n") else t + b"\n" for _, t in texts)
+    texts = _read(rules) + _read([path for path, _ in lists])
+    nrules = len(texts) - len(lists)
     ipb = _text(ip, "ip")
     hostb = None if host is None else _text(host, "host")
     infob = None if info is None else _text(info, "info")
-    with tempfile.TemporaryDirectory(prefix="cdbrules-explain-") as work:
+    # what the compiler reads: the paths themselves (so that messages name them), bytes as they are
+    srcs: List[Any] = [io.BytesIO(t) if name == "-" else name for name, t in texts[:nrules]]
+    with tempfile.TemporaryDirectory(dir=scratch_dir(), prefix="cdbrules-explain-") as work:
         cdb = os.path.join(work, "rules.cdb")
-        try:
-            compile_rules(io.BytesIO(joined), cdb, cdb + ".tmp")
-        except RulesSyntaxError as e:
-            raise _where(e, texts) from None
+        _, where = compile_origins(srcs, cdb, cdb + ".tmp", cidr=cidr, lists=list(lists))
         with Rules(cdb, reload_interval=None) as r:
             decision = r.check(ip, host, info)
         with Reader(cdb) as rd:
@@ -132,12 +110,12 @@ def explain(rules: Sources, ip: Union[str, bytes], host: Union[str, bytes, None]
             tried = [k for k, _ in rules_probes(c, ipb, hostb, infob)]
         except Failed as e:  # (the file was just written: cannot happen)
             raise exception(e.code, cdb) from None
-    origins = _origins(texts)
-    if len(origins) != len(keys):
-        raise AssertionError(f"explain: {len(origins)} rule keys in the text, {len(keys)} records compiled")
+    text_of = [[text for _, text, _ in split_lines(t)] for _, t in texts]
+    if len(where) != len(keys):
+        raise AssertionError(f"explain: {len(where)} origins for {len(keys)} records")
     lines_of: Dict[bytes, List[Origin]] = {}
-    for k, o in zip(keys, origins):
-        lines_of.setdefault(k, []).append(o)
+    for k, (src, n) in zip(keys, where):
+        lines_of.setdefault(k, []).append(Origin(texts[src][0], n, text_of[src][n - 1]))
     probes: List[Probe] = []
     lost: List[Tuple[Origin, bytes, str]] = []
     line: Optional[Origin] = None

@@ -301,7 +301,8 @@ class Linter:
     def _rule(self, p: Line) -> None:
         n = self.lineno
         first = p.text.find(b":")
-        if first != p.sep and not _V6.match((p.keys[0] if p.keys else p.key).rpartition(b"@")[2]):
+        address = (p.keys[0] if p.keys else p.key).rpartition(b"@")[2].split(b"/")[0]  # (a --cidr network too)
+        if first != p.sep and not _V6.match(address):
             self._add(n, first + 1, "W202", f"the rule's ':' is the one at column {p.sep + 1}, but the IPv4 build of "
                       "tcprules splits the line at the first ':' and rejects it")
         self._items(p)
@@ -557,22 +558,24 @@ def lint(source: Source, *, path: Optional[str] = None, strict: bool = False, ci
     """Every finding for a rules text, in line order: ``source`` is a path, a binary file
     object, or the text itself as ``bytes``.  ``path`` names it in the findings (default:
     the path, or ``-``).  ``strict`` also reports lines that repeat an earlier rule word
-    for word (W501), which block lists collect harmlessly."""
+    for word (W501), which block lists collect harmlessly.  ``cidr``: the text is meant for
+    ``compile --cidr``, where a key ``NET/LEN`` is a network (E110 when it cannot be one)."""
+    lt = Linter(path or (os.fsdecode(source) if isinstance(source, (str, os.PathLike)) else
+                         "-" if isinstance(source, bytes) else str(getattr(source, "name", "-"))),
+                strict=strict, cidr=cidr)
     if isinstance(source, bytes):
-        lt = Linter(path or "-", strict=strict)
         lt.feed(source)
-        return lt.finish()
-    if isinstance(source, (str, os.PathLike)):
+    elif isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
-            return _lint_file(f, path or os.fsdecode(source), strict)
-    return _lint_file(source, path or str(getattr(source, "name", "-")), strict)
+            _feed_file(lt, f)
+    else:
+        _feed_file(lt, source)
+    return lt.finish()
 
 
-def _lint_file(f: IO[bytes], path: str, strict: bool) -> List[Finding]:
-    lt = Linter(path, strict=strict)
+def _feed_file(lt: Linter, f: IO[bytes]) -> None:
     while True:
         chunk = f.read(1 << 20)
         if not chunk:
-            break
+            return
         lt.feed(chunk)
-    return lt.finish()

@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from .compiler import compile as compile_rules
 from .errors import CdbFormatError, PathLike
 from .reader import Reader
+from .source import scratch_dir
 from .rules import Decision, Rules
 
 __all__ = ["IpChange", "KeyChange", "RulesDiff", "diff", "is_cdb"]
@@ -103,7 +104,7 @@ def diff(old: PathLike, new: PathLike, *, ips: Sequence[str] = ()) -> RulesDiff:
 
     Rules text with a bad line raises :class:`cdbrules.RulesSyntaxError`, a damaged cdb
     :class:`cdbrules.CdbFormatError`, a file that cannot be read OSError."""
-    with tempfile.TemporaryDirectory(prefix="cdbrules-diff-") as work, \
+    with tempfile.TemporaryDirectory(dir=scratch_dir(), prefix="cdbrules-diff-") as work, \
             _as_cdb(old, work, "old") as a, _as_cdb(new, work, "new") as b:
         before, after = _first_records(a), _first_records(b)
         changes: List[KeyChange] = []

@@ -101,11 +101,11 @@ def _sources(ns: argparse.Namespace, verb: str) -> Optional[List[Any]]:
 def _report(stats: CompileStats, ns: argparse.Namespace, cidr: bool, watches: Sequence[Watch] = ()) -> None:
     if getattr(ns, "quiet", False):
         return
-    for w in stats.warnings:
-        say(w)
     for watch in watches:
         for line in watch.report():
             say(line)
+    for w in stats.warnings:  # the compiler's own: network keys (lint's W401)
+        say(w)
     if not ns.verbose:
         return
     for n in stats.notes:

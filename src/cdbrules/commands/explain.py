@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 from ..explainer import Explanation, Origin, explain
 from ..rules import Decision
 from . import COMMANDS
+from .compile import add_network_options
 from ._common import failed, open_stdin, print_text
 
 
@@ -17,15 +18,16 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "explain",
         help=COMMANDS["explain"].help,
-        usage="cdbrules explain [-h] [--json] RULES... -- IP [HOST [INFO]]",
+        usage="cdbrules explain [-h] [--json] [--cidr] [--list FILE INSTRUCTION]... RULES... -- IP [HOST [INFO]]",
         description=(
             "Show how tcpserver decides a connection with the rules text RULES (several "
             "files are read as one text): the decision, the file:line that decided and the "
             "key it wrote, every key tcpserver tries in order, and the lines that also "
             "match but lose (a repeated key, a shorter prefix, a host suffix, the default "
-            "rule). The text is compiled and the connection looked up in the result, so the "
-            "decision is always the one of the compiled file. With a single RULES file the "
-            "'--' may be left out."
+            "rule). The text is compiled (with --cidr and --list as compile does) and the "
+            "connection looked up in the result, so the decision is always the one of the "
+            "compiled file. Options come before RULES. With a single RULES file the '--' may be "
+            "left out."
         ),
         epilog=("Example: cdbrules explain /etc/tcp.smtp -- 192.0.2.7 mail.example.org. "
                 "Exit codes: 0 done (allowed or denied), 100 a bad rules line or bad usage, "
@@ -33,6 +35,7 @@ def register(sub: Any) -> None:
     )
     p.intermixed = False  # everything after RULES is the connection
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_network_options(p)
     p.add_argument("words", nargs=argparse.REMAINDER, metavar="RULES...",
                    help="the rules files, then '--' and the connection as tcpserver sees it: IP [HOST [INFO]]")
     p.set_defaults(run=run, parser=p)
@@ -107,7 +110,7 @@ def run(ns: argparse.Namespace) -> int:
     try:
         x = explain([r if r != "-" else _stdin() for r in rules],
                     os.fsencode(ip), None if host is None else os.fsencode(host),
-                    None if info is None else os.fsencode(info))
+                    None if info is None else os.fsencode(info), cidr=ns.cidr, lists=[(f, i) for f, i in ns.list])
     except (OSError, ValueError) as e:  # (ValueError: a bad rules line, a NUL in the connection)
         return failed(e, "explain")
     return print_text(_json(x, ip, host, info) if ns.json else _plain(x))

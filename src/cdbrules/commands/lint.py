@@ -1,4 +1,4 @@
-"""``cdbrules lint [--format text|json] [--strict] [RULES...]``: every problem of a rules file."""
+"""``cdbrules lint [--cidr] [--format text|json] [--strict] [RULES...]``: every problem of a rules file."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def register(sub: Any) -> None:
     p.add_argument("rules", metavar="RULES", nargs="*", help="rules files (default: standard input)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text: one finding per line (default); json: one JSON array of findings")
+    p.add_argument("--cidr", action="store_true",
+                   help="the rules are for compile --cidr: a key NET/LEN is a network (E110 when it cannot be one)")
     p.add_argument("--strict", action="store_true",
                    help="also report lines that repeat an earlier rule word for word (W501)")
     p.set_defaults(run=run)
@@ -45,9 +47,9 @@ def run(ns: argparse.Namespace) -> int:
                     if f.isatty():
                         say("lint: no RULES given and standard input is a terminal: name the rules file")
                         return EXIT_PERM
-                    findings += lint(f, path="-", strict=ns.strict)
+                    findings += lint(f, path="-", strict=ns.strict, cidr=ns.cidr)
             else:
-                findings += lint(src, strict=ns.strict)
+                findings += lint(src, strict=ns.strict, cidr=ns.cidr)
         except OSError as e:
             if e.filename is None and src != "-":
                 e.filename = src
