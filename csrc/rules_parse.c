@@ -251,8 +251,14 @@ _rules_add(struct rules_parser *p, const unsigned char *key, size_t klen, size_t
   if (cdb_make_add(p->out, key, klen, p->data, dlen) < 0)
     return -1;
   if (p->want_origin) {
-    if (_rules_reserve((unsigned char **)(void *)&p->origin, &p->corigin, (p->norigin + 1) * sizeof *p->origin) < 0)
-      return -1;
+    if (p->norigin == p->corigin) {
+      size_t n = p->corigin ? 2 * p->corigin : 1024;
+      struct rules_origin *o;
+      if (n > SIZE_MAX / sizeof *o || !(o = realloc(p->origin, n * sizeof *o)))
+        return errno = ENOMEM, -1;
+      p->origin = o;
+      p->corigin = n;
+    }
     p->origin[p->norigin].src = p->src;
     p->origin[p->norigin].line = p->lineno;
     ++p->norigin;
@@ -424,6 +430,7 @@ rules_write(struct rules_parser *p, int text_fd)
   p->norigin = 0;
   r = rules_netset_write(p->net, p->out, p->expand ? text_fd : -1, &keys, p->want_origin ? &p->origin : NULL,
                          &p->norigin);
+  p->corigin = p->norigin;
   p->keys = keys;
   return r;
 }

@@ -42,9 +42,9 @@ def register(sub: Any) -> None:
 def add_network_options(p: Any, expand: bool = False) -> None:
     if not expand:
         p.add_argument("--cidr", action="store_true",
-                       help="a key NET/LEN (such as 10.0.0.0/8 or 2001:db8::/32) means that network: it is "
-                            "written as the keys tcpserver looks up, and the longest network holding a "
-                            "client wins, then the first line (see docs/networks.md)")
+                       help="a key NET/LEN (such as 10.0.0.0/8 or 2001:db8::/32) means that network "
+                            "(docs/networks.md): it is written as the keys tcpserver looks up, and the longest "
+                            "network holding a client wins, then the first line")
     p.add_argument("--list", nargs=2, action="append", default=[], metavar=("FILE", "INSTRUCTION"),
                    help="a list of addresses and networks, one a line ('#' or ';' starts a comment), each "
                         "getting INSTRUCTION, such as deny or 'allow,RBLSMTPD=\"-blocked\"' (implies --cidr; "
