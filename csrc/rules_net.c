@@ -373,6 +373,17 @@ _net_grow(void *pp, size_t *cap, size_t need, size_t size)
   return 0;
 }
 
+int
+rules_origin_add(struct rules_origin **o, size_t *n, size_t *cap, uint32_t src, uint64_t line)
+{
+  if (_net_grow(o, cap, *n + 1, sizeof **o) < 0)
+    return -1;
+  (*o)[*n].src = src;
+  (*o)[*n].line = line;
+  ++*n;
+  return 0;
+}
+
 struct rules_netset *
 rules_netset_new(void)
 {
@@ -526,20 +537,8 @@ struct _net_out {
 static int
 _net_flush(struct _net_out *o)
 {
-  unsigned char *p = o->buf;
-  size_t len = o->buflen;
-  while (len) {
-    ssize_t w = write(o->fd, p, len);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    if (w == 0)
-      return errno = EIO, -1;
-    p += w;
-    len -= (size_t)w;
-  }
+  if (cdb_write_all(o->fd, o->buf, o->buflen) < 0)
+    return -1;
   o->buflen = 0;
   return 0;
 }
@@ -583,14 +582,9 @@ _net_emit(struct _net_out *o, const void *key, size_t klen, uint32_t data, uint3
         _net_put(o, "\n", 1) < 0)
       return -1;
   }
-  if (o->want_origin) {
-    const struct rules_nrule *r = &o->s->rules[rule];
-    if (_net_grow(&o->origin, &o->corigin, o->norigin + 1, sizeof *o->origin) < 0)
-      return -1;
-    o->origin[o->norigin].src = r->src;
-    o->origin[o->norigin].line = r->line;
-    ++o->norigin;
-  }
+  if (o->want_origin &&
+      rules_origin_add(&o->origin, &o->norigin, &o->corigin, o->s->rules[rule].src, o->s->rules[rule].line) < 0)
+    return -1;
   ++o->keys;
   return 0;
 }
