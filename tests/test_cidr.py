@@ -282,3 +282,15 @@ def test_drop_example_as_the_docs_say(tmp_path: Path) -> None:
     # without --cidr the example is a tcprules file like any other, with a warning a network
     r = cli(["compile", "y.cdb", "y.tmp", str(EXAMPLES / "drop.smtp")], cwd=tmp_path)
     assert r.returncode == 0 and r.stderr.count(b"warning:") == 4
+
+
+def test_expand_cli_errors(tmp_path: Path) -> None:
+    (tmp_path / "l").write_bytes(b"1.2.3.0/24\n")
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([sys.executable, "-m", "cdbrules", "expand", "--list", "l", "deny"], stdout=full,
+                           stderr=subprocess.PIPE, cwd=tmp_path, timeout=60)
+    assert r.returncode == 111 and r.stderr == b"cdbrules: fatal: unable to write standard output: out of disk space\n"
+    r = cli(["expand", "--list", "missing", "deny"], cwd=tmp_path)
+    assert r.returncode == 111 and r.stderr == b"cdbrules: fatal: unable to read missing: file does not exist\n"
+    r = cli(["expand", "-", "-"], cwd=tmp_path)
+    assert r.returncode == 100 and b"given twice" in r.stderr

@@ -11,7 +11,7 @@ from ..compiler import CompileStats, expand
 from ..compiler import compile as compile_rules
 from ..errors import RulesSyntaxError, UnsafeTmpError
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, errstr, say, system_error
 
 
 def register(sub: Any) -> None:
@@ -138,8 +138,8 @@ def run_expand(ns: argparse.Namespace) -> int:
         say(f"expand: {e}")
         return EXIT_PERM
     except OSError as e:
-        if e.filename is None:
-            say(f"fatal: unable to write standard output: {e.strerror or e}")
+        if e.filename in (None, "<stdout>"):  # writing the text, not reading the rules
+            say(f"fatal: unable to write standard output: {errstr(e)}")
         else:
             say(f"fatal: {system_error(e)}")
         return EXIT_TEMP
