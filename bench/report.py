@@ -186,6 +186,14 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
             text += f" (CPU time {a.cpu_s / b.cpu_s:.2f}×)"
         out.append([target, text, "yes" if x <= limit else "**no**"])
 
+    def rss(target: str, a: Optional[Row], b: Optional[Row], limit: float) -> None:
+        if a is None or b is None or not a.rss_kb or not b.rss_kb:
+            out.append([target, "not measured", "—"])
+            return
+        x = a.rss_kb / b.rss_kb
+        out.append([target, f"{x:.2f}× ({a.rss_kb / 1024:,.0f} vs {b.rss_kb / 1024:,.0f} MiB)",
+                    "yes" if x <= limit else "**no**"])
+
     def absolute(target: str, a: Optional[Row], limit: float) -> None:
         if a is None:
             out.append([target, "not measured", "—"])
@@ -206,25 +214,13 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
     c1 = _find(groups, f"compile-{big}", "cdbrules compile")
     t1 = _find(groups, f"compile-{big}", "tcprules v4")
     ratio(f"cdbrules compile ≤ 0.75× tcprules wall ({big} lines)", c1, t1, 0.75, "tcprules", "median")
-    if c1 is None or t1 is None or not c1.rss_kb or not t1.rss_kb:
-        out.append([f"cdbrules compile peak RSS ≤ 2× tcprules' ({big} lines)", "not measured", "—"])
-    else:
-        x = c1.rss_kb / t1.rss_kb
-        out.append([f"cdbrules compile peak RSS ≤ 2× tcprules' ({big} lines)",
-                    f"{x:.2f}× ({c1.rss_kb / 1024:,.0f} vs {t1.rss_kb / 1024:,.0f} MiB)",
-                    "yes" if x <= 2.0 else "**no**"])
+    rss(f"cdbrules compile peak RSS ≤ 2× tcprules' ({big} lines)", c1, t1, 2.0)
     ratio(f"cdbrules compile, {huge} lines ≤ 10.5× its {big}-line time",
           _find(groups, f"compile-{huge}", "cdbrules compile"), c1, 10.5, f"the {big} time", "median")
     cc = _find(groups, f"compile-cidr-{big}", "cdbrules compile --cidr")
     ct = _find(groups, f"compile-cidr-{big}", "tcprules v6")
     ratio(f"compile --cidr ≤ 1.0× tcprules on the expand text ({big} networks)", cc, ct, 1.0, "tcprules", "median")
-    if cc is None or ct is None or not cc.rss_kb or not ct.rss_kb:
-        out.append([f"compile --cidr peak RSS ≤ 2× tcprules' ({big} networks)", "not measured", "—"])
-    else:
-        x = cc.rss_kb / ct.rss_kb
-        out.append([f"compile --cidr peak RSS ≤ 2× tcprules' ({big} networks)",
-                    f"{x:.2f}× ({cc.rss_kb / 1024:,.0f} vs {ct.rss_kb / 1024:,.0f} MiB)",
-                    "yes" if x <= 2.0 else "**no**"])
+    rss(f"compile --cidr peak RSS ≤ 2× tcprules' ({big} networks)", cc, ct, 2.0)
     ratio(f"Rules.check on the --cidr file ≤ 1.0× the {big}-prefix row",
           _find(groups, f"rules-check-cidr-{big}", "cdbrules Rules.check"),
           _find(groups, f"rules-check-{big}", "cdbrules Rules.check"), 1.0, f"the {big}-prefix row")

@@ -312,6 +312,8 @@ _net_keytext(unsigned ord, u128 idx, char *out)
 struct rules_nitem {   /* an interval of key indices of one class, for one rule */
   u128 lo;             /* the first index; the last is lo + 2^sh - 1 */
   uint32_t rule;
+  uint32_t data;       /* the rule's value in dbuf, kept here so that writing, which goes
+                          in key order, need not visit the rules in a random order */
   uint8_t ord;
   uint8_t len;         /* the rank: the network's length (a classic key: its class's) */
   uint8_t sh;          /* the interval holds 2^sh indices (at most 2^16) */
@@ -324,11 +326,13 @@ _net_hi(const struct rules_nitem *it)
 }
 
 struct rules_nrule {
-  uint64_t data;       /* its value (or, for expand, its instruction text) in dbuf */
-  uint32_t dlen;
+  uint32_t data;       /* its value (or, for expand, its instruction text) in dbuf */
   uint32_t src;
   uint64_t line;
 };
+
+/* dbuf holds each distinct value once (nearly): its length (4 bytes), then its bytes. */
+#define NET_VALCACHE 64
 
 struct rules_nlit {    /* a key of no class */
   uint64_t key;        /* in kbuf */
@@ -346,6 +350,7 @@ struct rules_netset {
   unsigned char *dbuf, *kbuf;
   size_t dlen, dcap, klen, kcap;
   uint64_t networks;
+  uint32_t valcache[NET_VALCACHE]; /* offsets in dbuf of recent values, by a hash (+1; 0: none) */
 };
 
 static int
@@ -365,6 +370,17 @@ _net_grow(void *pp, size_t *cap, size_t need, size_t size)
     return errno = ENOMEM, -1;
   *p = b;
   *cap = n;
+  return 0;
+}
+
+int
+rules_origin_add(struct rules_origin **o, size_t *n, size_t *cap, uint32_t src, uint64_t line)
+{
+  if (_net_grow(o, cap, *n + 1, sizeof **o) < 0)
+    return -1;
+  (*o)[*n].src = src;
+  (*o)[*n].line = line;
+  ++*n;
   return 0;
 }
 
@@ -396,6 +412,13 @@ rules_netset_networks(const struct rules_netset *s)
   return s->networks;
 }
 
+/* Is the value at dbuf offset off the bytes data[0..dlen)? */
+static int
+_net_sameval(const struct rules_netset *s, uint32_t off, const void *data, size_t dlen)
+{
+  return cdb_unpack(s->dbuf + off) == dlen && (!dlen || memcmp(s->dbuf + off + 4, data, dlen) == 0);
+}
+
 int
 rules_netset_rule(struct rules_netset *s, const void *data, size_t dlen, uint32_t src, uint64_t line)
 {
@@ -405,17 +428,30 @@ rules_netset_rule(struct rules_netset *s, const void *data, size_t dlen, uint32_
   if (_net_grow(&s->rules, &s->crules, s->nrules + 1, sizeof *s->rules) < 0)
     return -1;
   r = &s->rules[s->nrules];
-  if (s->nrules && r[-1].dlen == dlen && (!dlen || memcmp(s->dbuf + r[-1].data, data, dlen) == 0))
+  if (s->nrules && _net_sameval(s, r[-1].data, data, dlen))
     r->data = r[-1].data; /* a list: every entry has the same value */
   else {
-    if (_net_grow(&s->dbuf, &s->dcap, s->dlen + dlen, 1) < 0)
-      return -1;
-    if (dlen)
-      memcpy(s->dbuf + s->dlen, data, dlen);
-    r->data = s->dlen;
-    s->dlen += dlen;
+    const unsigned char *b = data;
+    uint32_t h = 5381, *slot;
+    size_t i;
+    for (i = 0; i < dlen && i < 64; ++i)
+      h = (h * 33) ^ b[i];
+    slot = &s->valcache[(h ^ (uint32_t)dlen) % NET_VALCACHE];
+    if (*slot && _net_sameval(s, *slot - 1, data, dlen))
+      r->data = *slot - 1; /* the same value as an earlier rule: "deny", say */
+    else {
+      if (s->dlen + 4 + dlen >= UINT32_MAX)
+        return errno = EFBIG, -1; /* more than 4 GiB of values could not fit in a cdb anyway */
+      if (_net_grow(&s->dbuf, &s->dcap, s->dlen + 4 + dlen, 1) < 0)
+        return -1;
+      cdb_pack(s->dbuf + s->dlen, (uint32_t)dlen);
+      if (dlen)
+        memcpy(s->dbuf + s->dlen + 4, data, dlen);
+      r->data = (uint32_t)s->dlen;
+      *slot = r->data + 1;
+      s->dlen += 4 + dlen;
+    }
   }
-  r->dlen = (uint32_t)dlen;
   r->src = src;
   r->line = line;
   ++s->nrules;
@@ -432,6 +468,7 @@ _net_item(struct rules_netset *s, unsigned ord, u128 lo, unsigned sh, unsigned l
   it->lo = lo;
   it->sh = (uint8_t)sh;
   it->rule = (uint32_t)(s->nrules - 1);
+  it->data = s->rules[s->nrules - 1].data;
   it->ord = (uint8_t)ord;
   it->len = (uint8_t)len;
   return 0;
@@ -500,20 +537,8 @@ struct _net_out {
 static int
 _net_flush(struct _net_out *o)
 {
-  unsigned char *p = o->buf;
-  size_t len = o->buflen;
-  while (len) {
-    ssize_t w = write(o->fd, p, len);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    if (w == 0)
-      return errno = EIO, -1;
-    p += w;
-    len -= (size_t)w;
-  }
+  if (cdb_write_all(o->fd, o->buf, o->buflen) < 0)
+    return -1;
   o->buflen = 0;
   return 0;
 }
@@ -541,40 +566,37 @@ _net_textable(const unsigned char *k, size_t n)
   return !memchr(k, '-', n) || memchr(k, '=', n) || memchr(k, '@', n);
 }
 
+/* Write a record: key, the value at dbuf offset data, for rule. */
 static int
-_net_emit(struct _net_out *o, const void *key, size_t klen, uint32_t rule)
+_net_emit(struct _net_out *o, const void *key, size_t klen, uint32_t data, uint32_t rule)
 {
-  const struct rules_nrule *r = &o->s->rules[rule];
-  const unsigned char *d = r->dlen ? o->s->dbuf + r->data : (const unsigned char *)"";
+  const unsigned char *d = o->s->dbuf + data + 4;
+  uint32_t dlen = cdb_unpack(d - 4);
   if (o->fd < 0) {
-    if (cdb_make_add(o->m, key, klen, d, r->dlen) < 0)
+    if (cdb_make_add(o->m, key, klen, d, dlen) < 0)
       return -1;
   } else {
     if (!_net_textable(key, klen))
       return errno = EDOM, -1;
-    if (_net_put(o, key, klen) < 0 || _net_put(o, ":", 1) < 0 || _net_put(o, d, r->dlen) < 0 ||
+    if (_net_put(o, key, klen) < 0 || _net_put(o, ":", 1) < 0 || _net_put(o, d, dlen) < 0 ||
         _net_put(o, "\n", 1) < 0)
       return -1;
   }
-  if (o->want_origin) {
-    if (_net_grow(&o->origin, &o->corigin, o->norigin + 1, sizeof *o->origin) < 0)
-      return -1;
-    o->origin[o->norigin].src = r->src;
-    o->origin[o->norigin].line = r->line;
-    ++o->norigin;
-  }
+  if (o->want_origin &&
+      rules_origin_add(&o->origin, &o->norigin, &o->corigin, o->s->rules[rule].src, o->s->rules[rule].line) < 0)
+    return -1;
   ++o->keys;
   return 0;
 }
 
-/* The keys of indices lo..hi of class ord, for rule. */
+/* The keys of indices lo..hi of the item's class, with its rule's value. */
 static int
-_net_emitrange(struct _net_out *o, unsigned ord, u128 lo, u128 hi, uint32_t rule)
+_net_emitrange(struct _net_out *o, const struct rules_nitem *it, u128 lo, u128 hi)
 {
   char t[IP6_FMT];
   for (;;) {
-    size_t n = _net_keytext(ord, lo, t);
-    if (n && _net_emit(o, t, n, rule) < 0)
+    size_t n = _net_keytext(it->ord, lo, t);
+    if (n && _net_emit(o, t, n, it->data, it->rule) < 0)
       return -1;
     if (lo == hi)
       return 0;
@@ -666,7 +688,8 @@ _net_writelits(struct _net_out *o, unsigned char *dead, int last)
     const struct rules_nlit *l = &s->lits[i];
     if (dead[i] || (l->klen == 0) != last)
       continue;
-    if (_net_emit(o, l->klen ? s->kbuf + l->key : (const unsigned char *)"", l->klen, l->rule) < 0)
+    if (_net_emit(o, l->klen ? s->kbuf + l->key : (const unsigned char *)"", l->klen, s->rules[l->rule].data,
+                  l->rule) < 0)
       return -1;
   }
   return 0;
@@ -712,7 +735,7 @@ _net_upto(struct _net_out *o, struct _net_open *top, u128 end, int inclusive)
 {
   if (top->done || top->next > end || (!inclusive && top->next == end))
     return 0;
-  if (_net_emitrange(o, top->it->ord, top->next, inclusive ? end : end - 1, top->it->rule) < 0)
+  if (_net_emitrange(o, top->it, top->next, inclusive ? end : end - 1) < 0)
     return -1;
   return 0;
 }
@@ -730,12 +753,9 @@ _net_writeitems(struct _net_out *o)
   for (i = 0; i <= s->nitems; ++i) {
     const struct rules_nitem *x = i < s->nitems ? &s->items[i] : NULL;
 #if defined(__GNUC__)
-    /* the items are in key order, their rules in line order: fetch ahead what a key's
-     * record will need (its rule, then the rule's value) */
-    if (i + 16 < s->nitems)
-      __builtin_prefetch(&s->rules[s->items[i + 16].rule]);
+    /* the items are in key order, their values in line order: fetch ahead */
     if (i + 8 < s->nitems)
-      __builtin_prefetch(s->dbuf + s->rules[s->items[i + 8].rule].data);
+      __builtin_prefetch(s->dbuf + s->items[i + 8].data);
 #endif
     while (depth && (!x || x->ord != st[depth - 1].it->ord || st[depth - 1].hi < x->lo)) {
       struct _net_open *top = &st[--depth];

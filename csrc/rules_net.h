@@ -67,6 +67,9 @@ struct rules_origin {
   uint32_t src;
 };
 
+/* Append (src, line) to the array *o of *n entries (room for *cap).  Return 0 or -1 (ENOMEM). */
+int rules_origin_add(struct rules_origin **o, size_t *n, size_t *cap, uint32_t src, uint64_t line);
+
 struct rules_netset;
 
 struct rules_netset *rules_netset_new(void);

@@ -250,13 +250,8 @@ _rules_add(struct rules_parser *p, const unsigned char *key, size_t klen, size_t
     return rules_netset_key(p->net, key, klen);
   if (cdb_make_add(p->out, key, klen, p->data, dlen) < 0)
     return -1;
-  if (p->want_origin) {
-    if (_rules_reserve((unsigned char **)(void *)&p->origin, &p->corigin, (p->norigin + 1) * sizeof *p->origin) < 0)
-      return -1;
-    p->origin[p->norigin].src = p->src;
-    p->origin[p->norigin].line = p->lineno;
-    ++p->norigin;
-  }
+  if (p->want_origin && rules_origin_add(&p->origin, &p->norigin, &p->corigin, p->src, p->lineno) < 0)
+    return -1;
   ++p->keys;
   return 0;
 }
@@ -429,6 +424,7 @@ rules_write(struct rules_parser *p, int text_fd)
   p->norigin = 0;
   r = rules_netset_write(p->net, p->out, p->expand ? text_fd : -1, &keys, p->want_origin ? &p->origin : NULL,
                          &p->norigin);
+  p->corigin = p->norigin; /* (the array is the writer's, of that size) */
   p->keys = keys;
   return r;
 }

@@ -221,32 +221,24 @@ v4net(const unsigned char *k, size_t n, uint32_t *addr, unsigned *len)
   return 1;
 }
 
-/* The value of rule line s (parsed as l), as the classic compile writes it. */
+/* The value the classic compile stores for the rule line s[0..n) alone (its first record). */
 static size_t
-rule_value(const unsigned char *s, const struct rules_line *l, unsigned char *out)
+rule_value(const unsigned char *s, size_t n, unsigned char *out)
 {
-  struct rules_item it;
-  size_t pos = l->items, n = 0, column;
-  int code;
-  if (l->deny) {
-    out[n++] = 'D';
-    out[n++] = 0;
-  }
-  memset(&it, 0, sizeof it);
-  while (rules_item_next(s, l->len, &pos, &it, &code, &column) > 0) {
-    out[n++] = '+';
-    memcpy(out + n, s + it.name, it.namelen);
-    n += it.namelen;
-    out[n++] = '=';
-    memcpy(out + n, s + it.value, it.valuelen);
-    n += it.valuelen;
-    out[n++] = 0;
-  }
-  return n;
+  struct outcome o;
+  size_t klen, dlen;
+  parse(s, n, NULL, 0, CDB_MAX_SIZE, &o);
+  FZ_CHECK(o.rc == 0 && o.len >= 2048 + 8);
+  klen = fz_u32(o.file + 2048);
+  dlen = fz_u32(o.file + 2052);
+  memcpy(out, o.file + 2048 + 8 + klen, dlen);
+  done(&o);
+  return dlen;
 }
 
 struct model_line {
   const unsigned char *s;
+  size_t n;           /* the line's length */
   struct rules_line l;
   int net;            /* 1: an IPv4 network */
   uint32_t addr;
@@ -267,6 +259,7 @@ model_lines(const unsigned char *text, size_t n, struct model_line *ml, size_t m
       const unsigned char *s = text + at;
       size_t sep = m->l.sep;
       m->s = s;
+      m->n = len;
       m->net = 0;
       if (memchr(s, '/', sep) && !memchr(s, '=', sep) && !memchr(s, '@', sep) && !m->l.range) {
         if (!v4net(s, sep, &m->addr, &m->len))
@@ -321,7 +314,7 @@ cidr_model(const unsigned char *text, size_t n, const struct outcome *c)
       }
     }
     FZ_CHECK(best >= 0);
-    FZ_CHECK(rule_value(ml[best].s, &ml[best].l, want) == dlen && memcmp(want, k + klen, dlen) == 0);
+    FZ_CHECK(rule_value(ml[best].s, ml[best].n, want) == dlen && memcmp(want, k + klen, dlen) == 0);
   }
   /* every key of every network is there */
   for (i = 0; i < nl; ++i) {

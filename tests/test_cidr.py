@@ -3,6 +3,7 @@ the spec's worked examples, and the error and warning messages."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import ipaddress
 import os
@@ -244,3 +245,55 @@ def test_check_network() -> None:
     assert (c.ok, c.family, c.length, c.network) == (True, 4, 24, "1.2.3.0/24")
     assert check_network(b"junk/8").code == "syntax"
     assert ipaddress.ip_network("2001:db8::/29").num_addresses >> 96 == check_network("2001:db8::/29").keys
+
+
+# -- the example ---------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DROP_INSTRUCTION = 'allow,RBLSMTPD="-Your network is listed as hijacked; see https://example.com/drop"'
+
+
+def test_drop_list_is_generated() -> None:
+    """examples/drop.txt is exactly what examples/gen_drop.py writes, and a real list's shape."""
+    spec = importlib.util.spec_from_file_location("gen_drop", EXAMPLES / "gen_drop.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    text = (EXAMPLES / "drop.txt").read_text()
+    assert gen.generate(400, 2026) == text
+    entries = [line.split(";")[0].strip() for line in text.splitlines() if line.split(";")[0].strip()]
+    assert len(entries) == 400 and all(check_network(e, plain=True).ok for e in entries)
+    assert sum(":" in e for e in entries) > 10 and sum("/" not in e for e in entries) > 2
+
+
+def test_drop_example_as_the_docs_say(tmp_path: Path) -> None:
+    r = cli(["compile", "-v", "--list", str(EXAMPLES / "drop.txt"), DROP_INSTRUCTION, "x.cdb", "x.tmp",
+             str(EXAMPLES / "drop.smtp")], cwd=tmp_path)
+    assert r.returncode == 0, r
+    said = r.stderr.decode().strip().splitlines()[-1]
+    assert said in (Path(__file__).resolve().parents[1] / "docs" / "networks.md").read_text()
+    with Rules(tmp_path / "x.cdb") as rules:
+        assert rules.check("198.51.101.7").env == {"RBLSMTPD": ""}  # the /24 inside the /22
+        assert rules.check("198.51.102.7").env["RBLSMTPD"].startswith("-Your network sends spam")
+        assert rules.check("192.0.2.9").env == {"RELAYCLIENT": ""}
+        assert rules.check("127.0.0.1").env == {"RELAYCLIENT": ""}
+        assert rules.check("2001:db8:25::1").env == {"RELAYCLIENT": ""}
+        first = (EXAMPLES / "drop.txt").read_text().splitlines()[4].split()[0]
+        listed = str(ipaddress.ip_network(first).network_address + 1)
+        assert rules.check(listed).env["RBLSMTPD"].startswith("-Your network is listed")
+        assert rules.check("203.0.113.1").env["QMAILQUEUE"] == "/var/qmail/bin/simscan"
+    # without --cidr the example is a tcprules file like any other, with a warning a network
+    r = cli(["compile", "y.cdb", "y.tmp", str(EXAMPLES / "drop.smtp")], cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr.count(b"warning:") == 4
+
+
+def test_expand_cli_errors(tmp_path: Path) -> None:
+    (tmp_path / "l").write_bytes(b"1.2.3.0/24\n")
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([sys.executable, "-m", "cdbrules", "expand", "--list", "l", "deny"], stdout=full,
+                           stderr=subprocess.PIPE, cwd=tmp_path, timeout=60)
+    assert r.returncode == 111 and r.stderr == b"cdbrules: fatal: unable to write standard output: out of disk space\n"
+    r = cli(["expand", "--list", "missing", "deny"], cwd=tmp_path)
+    assert r.returncode == 111 and r.stderr == b"cdbrules: fatal: unable to read missing: file does not exist\n"
+    r = cli(["expand", "-", "-"], cwd=tmp_path)
+    assert r.returncode == 100 and b"given twice" in r.stderr

@@ -72,3 +72,16 @@ def test_cidr_files_answer_the_same_in_tcprulescheck(refs, tmp_path: Path) -> No
     print(f"cidr differential: {counted}")
     assert counted["v6 queries"] > SETS * 5 and counted["v4 queries"] > SETS * 10
     assert counted["v4 build files"] >= SETS // 4
+
+
+def test_drop_example_expand_through_tcprules(refs, tmp_path: Path) -> None:
+    """The README's example: expand | the real tcprules (IPv6 build) = compile --cidr."""
+    from test_cidr import DROP_INSTRUCTION, EXAMPLES
+
+    lists = [(EXAMPLES / "drop.txt", DROP_INSTRUCTION)]
+    st = compile(EXAMPLES / "drop.smtp", tmp_path / "c.cdb", lists=lists)
+    out = io.BytesIO()
+    expand(EXAMPLES / "drop.smtp", out, lists=lists)
+    r = refs.run([refs.tcprules_v6, str(tmp_path / "t.cdb"), str(tmp_path / "t.tmp")], stdin=out.getvalue(), timeout=30)
+    assert r.returncode == 0, r
+    assert (tmp_path / "t.cdb").read_bytes() == (tmp_path / "c.cdb").read_bytes() and st.keys > 4000

@@ -12,7 +12,7 @@ from ..compiler import CompileStats, expand
 from ..compiler import compile as compile_rules
 from ..errors import RulesSyntaxError, UnsafeTmpError
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, say, system_error
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, errstr, say, system_error
 from ._warnings import Watch, watch_all
 
 
@@ -49,9 +49,9 @@ def register(sub: Any) -> None:
 def add_network_options(p: Any, expand: bool = False) -> None:
     if not expand:
         p.add_argument("--cidr", action="store_true",
-                       help="a key NET/LEN (such as 10.0.0.0/8 or 2001:db8::/32) means that network: it is "
-                            "written as the keys tcpserver looks up, and the longest network holding a "
-                            "client wins, then the first line (see docs/networks.md)")
+                       help="a key NET/LEN (such as 10.0.0.0/8 or 2001:db8::/32) means that network "
+                            "(docs/networks.md): it is written as the keys tcpserver looks up, and the longest "
+                            "network holding a client wins, then the first line")
     p.add_argument("--list", nargs=2, action="append", default=[], metavar=("FILE", "INSTRUCTION"),
                    help="a list of addresses and networks, one a line ('#' or ';' starts a comment), each "
                         "getting INSTRUCTION, such as deny or 'allow,RBLSMTPD=\"-blocked\"' (implies --cidr; "
@@ -156,8 +156,8 @@ def run_expand(ns: argparse.Namespace) -> int:
         say(f"expand: {e}")
         return EXIT_PERM
     except OSError as e:
-        if e.filename is None:
-            say(f"fatal: unable to write standard output: {e.strerror or e}")
+        if e.filename in (None, "<stdout>"):  # writing the text, not reading the rules
+            say(f"fatal: unable to write standard output: {errstr(e)}")
         else:
             say(f"fatal: {system_error(e)}")
         return EXIT_TEMP
