@@ -40,10 +40,6 @@ if not (ROOT / "pyproject.toml").exists() or not DOCS.is_dir():
 PENDING = {"aiosmtpd.md", "policyd.md"}
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def system_env(**extra: str) -> Dict[str, str]:
     """The environment for a system program (git, groff): without the sanitizer runtime that
     .ci/asan preloads for our extension, which reports bugs of those programs, not ours."""
