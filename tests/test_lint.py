@@ -18,6 +18,8 @@ import ipaddress
 import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import List, NamedTuple, Optional
 
@@ -300,6 +302,31 @@ def test_random_bytes(tmp_path: Path) -> None:
         else:
             text = bytes(rng.choice(alphabet) for _ in range(n))
         agree(text, tmp_path)
+
+
+PATHOLOGICAL = [
+    b":" * 200_000 + b"x:allow\n",  # a regular expression that backtracks would take hours here
+    b"# cdbrules: ignore W1" + b" " * 200_000 + b"!\n",
+    b"1.2.3.4:allow,A=" + b"x" * 200_000 + b"\n",
+    b"=" + b"a" * 200_000 + b".:deny\n",
+    b"a " * 100_000 + b"allow\n",
+    b"1." * 100_000 + b"-3:deny\n",
+    b"1.2.3.4:allow" + b',A=""' * 20_000 + b"\n",
+    b"2001:" + b"0:" * 100_000 + b":deny\n",
+]
+
+
+def test_pathological_lines_end(tmp_path: Path) -> None:
+    """Long lines built to make a careless linter quadratic: each is linted in a child
+    process, and the timeout is only there to catch a hang."""
+    for n, text in enumerate(PATHOLOGICAL):
+        (tmp_path / f"p{n}").write_bytes(text)
+    r = subprocess.run([sys.executable, "-m", "cdbrules", "lint", *(str(tmp_path / f"p{n}") for n in
+                                                                  range(len(PATHOLOGICAL)))],
+                       capture_output=True, timeout=300)
+    assert r.returncode in (1, 100) and r.stderr == b""
+    assert {line.split(b":")[0] for line in r.stdout.splitlines()} == {
+        str(tmp_path / f"p{n}").encode() for n in range(len(PATHOLOGICAL)) if n != 1}  # (1 is a comment)
 
 
 def test_pieces_give_the_same_findings() -> None:

@@ -111,14 +111,19 @@ class Finding(NamedTuple):
 
 
 _NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*\Z")
-_IGNORE = re.compile(rb"#\s*cdbrules:\s*ignore\s+([A-Z0-9, ]+?)\s*\Z")
+_IGNORE = re.compile(rb"#[ \t]*cdbrules:[ \t]*ignore[ \t]+([A-Z0-9, ]+)\Z")
 _V4 = re.compile(rb"[0-9.]+\Z")
-_V6 = re.compile(rb"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\Z")
+_V6_CHARS = re.compile(rb"[0-9A-Fa-f:.]+\Z")
 _NET = re.compile(rb"[0-9A-Fa-f:.]+/[0-9]*\Z")
 _HOST_OK = re.compile(rb"(?:[a-z0-9._-]|\\[0-7]{3})*\Z")
 _NOCOLON_RULE = re.compile(rb"\s*(\S+)\s+(allow|deny)\b(.*)\Z")
 _BOM = b"\xef\xbb\xbf"
 _COMMENT_KEEP = 256  # bytes of a comment line kept while it streams in
+
+
+def _is_v6(b: bytes) -> bool:
+    """Only what IPv6 text is made of (hex digits, ':' and '.'), with a ':'."""
+    return b":" in b and _V6_CHARS.match(b) is not None
 
 
 def _q(b: bytes) -> str:
@@ -238,7 +243,7 @@ class Linter:
         self.lineno += 1
         p = parse_line(text)
         if p.kind == COMMENT:
-            m = _IGNORE.match(text.rstrip(b"\r"))
+            m = _IGNORE.match(text[:_COMMENT_KEEP].rstrip(b" \t\r"))
             if m:
                 self._pending |= {c.decode() for c in re.split(rb"[ ,]+", m.group(1)) if c}
             return
@@ -302,7 +307,7 @@ class Linter:
         n = self.lineno
         first = p.text.find(b":")
         address = (p.keys[0] if p.keys else p.key).rpartition(b"@")[2].split(b"/")[0]  # (a --cidr network too)
-        if first != p.sep and not _V6.match(address):
+        if first != p.sep and not _is_v6(address):
             self._add(n, first + 1, "W202", f"the rule's ':' is the one at column {p.sep + 1}, but the IPv4 build of "
                       "tcprules splits the line at the first ':' and rejects it")
         self._items(p)
@@ -472,7 +477,7 @@ def _ip_problem(ip: bytes, key: bytes) -> Optional[Tuple[str, str, Optional[str]
                 "it never matches", _net_fix(ip))
     if _V4.match(ip):
         return _v4_problem(ip, key)
-    if _V6.match(ip):
+    if _is_v6(ip):
         return _v6_problem(ip, key)
     if re.fullmatch(rb"[A-Za-z0-9.-]+\.[A-Za-z]+", ip):
         return ("W409", f"{_q(key)} looks like a host name without '=' in front: tcpserver looks it up as an "
