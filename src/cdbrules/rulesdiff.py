@@ -17,7 +17,8 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from .compiler import compile as compile_rules
 from .errors import CdbFormatError, PathLike
-from .reader import Reader
+from ._bindings import rules_verify
+from .reader import Reader, open_map
 from .source import scratch_dir
 from .rules import Decision, Rules
 
@@ -66,17 +67,24 @@ def same(a: Decision, b: Decision) -> bool:
 
 def is_cdb(path: PathLike) -> bool:
     """Whether the file at path is a cdb file (else it is taken for rules text): at least a
-    header long, a NUL among its first bytes (rules text has none), and readable as cdb."""
+    header long, a NUL among its first bytes (rules text has none), and every hash table
+    and slot sound (the check a replacement file passes before :class:`cdbrules.Rules`
+    loads it)."""
     with open(path, "rb") as f:
         head = f.read(2048)
     if len(head) < 2048 or b"\0" not in head:
         return False
     try:
-        with Reader(path) as r:
-            r.get(b"")
+        mm, c, _buf = open_map(path)
     except CdbFormatError:
         return False
-    return True
+    try:
+        return rules_verify(c)
+    finally:
+        close = getattr(mm, "close", None)
+        if close is not None:
+            del c, _buf
+            close()
 
 
 @contextlib.contextmanager
