@@ -109,6 +109,7 @@ int rules_item_next(const unsigned char *s, size_t n, size_t *pos, struct rules_
                     size_t *column);
 size_t rules_line_key(const unsigned char *s, const struct rules_line *line, uint64_t v, unsigned char *key);
 size_t rules_line_data(const unsigned char *s, const struct rules_line *line, unsigned char *data);
+int rules_line_network(const unsigned char *s, const struct rules_line *line);
 struct rules_parser {
   uint64_t lineno;
   uint64_t rules;

@@ -311,6 +311,12 @@ rules_line_data(const unsigned char *s, const struct rules_line *l, unsigned cha
   return dlen;
 }
 
+int
+rules_line_network(const unsigned char *s, const struct rules_line *l)
+{
+  return memchr(s, '/', l->sep) && !memchr(s, '=', l->sep) && !memchr(s, '@', l->sep) && !l->range;
+}
+
 /* The cdb value of the rule line s (parsed as l) into *buf; its length, or -1 (ENOMEM). */
 static long
 _rules_value(unsigned char **buf, size_t *cap, const unsigned char *s, const struct rules_line *l)
@@ -336,7 +342,7 @@ _rules_store(struct rules_parser *p, const unsigned char *s, const struct rules_
     if (p->expand ? rules_netset_rule(p->net, s + l->sep + 1, l->len - l->sep - 1, p->src, p->lineno) < 0
                   : rules_netset_rule(p->net, p->data, dlen, p->src, p->lineno) < 0)
       return -1;
-    if (memchr(s, '/', l->sep) && !memchr(s, '=', l->sep) && !memchr(s, '@', l->sep) && !l->range)
+    if (rules_line_network(s, l))
       return _rules_net(p, s, l->len, 0, l->sep, 0);
   } else if (memchr(s, '/', l->sep) && rules_net_looks(s, l->sep))
     _rules_note(p, RULES_NOTE_NETKEY, s, l->sep, 0);

@@ -95,6 +95,10 @@ size_t rules_line_key(const unsigned char *s, const struct rules_line *line, uin
  * to data, which holds line->datalen bytes.  Return its length (line->datalen). */
 size_t rules_line_data(const unsigned char *s, const struct rules_line *line, unsigned char *data);
 
+/* Whether compile --cidr reads the address of the RULE line s as a network NET/LEN: it has a
+ * '/' and is no range, =host or info@ key. */
+int rules_line_network(const unsigned char *s, const struct rules_line *line);
+
 struct rules_error {
   uint64_t lineno;          /* the line, counted from 1 */
   int code;                 /* enum rules_errcode */

@@ -542,6 +542,7 @@ class RulesLine(NamedTuple):
     keys: Tuple[bytes, ...]
     data: bytes
     range: Optional[Tuple[int, int, int, int, int]]  # lo, dash, hi, bot, top
+    network: bool  # compile --cidr reads the address as a network
     code: int
     column: int
     name: int
@@ -558,7 +559,7 @@ def rules_line(text: bytes) -> RulesLine:
     ln = ffi.new("struct rules_line *")
     kind = lib.rules_line_parse(s, len(text), ln)
     if kind != RULES_LINE_RULE:
-        return RulesLine(kind, ln.len, 0, False, (), (), b"", None, ln.code, ln.column, ln.name, ln.namelen)
+        return RulesLine(kind, ln.len, 0, False, (), (), b"", None, False, ln.code, ln.column, ln.name, ln.namelen)
     items = []
     it = ffi.new("struct rules_item *")
     pos = ffi.new("size_t *", ln.items)
@@ -576,4 +577,4 @@ def rules_line(text: bytes) -> RulesLine:
     else:
         keys = (text[:ln.sep],)
     return RulesLine(kind, ln.len, ln.sep, bool(ln.deny), tuple(items), keys, ffi.buffer(data, dlen)[:], rng,
-                     0, 0, 0, 0)
+                     bool(lib.rules_line_network(s, ln)), 0, 0, 0, 0)

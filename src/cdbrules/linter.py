@@ -329,7 +329,7 @@ class Linter:
 
     def _key(self, p: Line) -> None:
         n = self.lineno
-        if self.cidr and _is_network(p):
+        if self.cidr and p.network:
             net = check_network(p.key)
             if not net.ok:
                 self._add(n, 1, "E110", net.reason)
@@ -357,7 +357,7 @@ class Linter:
         n = self.lineno
         first: Optional[Tuple[bytes, str, int, bool, bytes]] = None
         count = 0
-        if self.cidr and _is_network(p):
+        if self.cidr and p.network:
             return  # compile --cidr orders networks by length: no "first line wins"
         for k in p.keys:
             self.records += 1
@@ -405,13 +405,6 @@ class Linter:
                 self._add(n, col, "W603", f"RELAYCLIENT for the whole network {_q(k)} ({_width(k)})",
                           "relay only for the networks of your own clients")
                 return
-
-
-def _is_network(p: Line) -> bool:
-    """With --cidr, the compiler reads this rule's address as a network (NET/LEN): it has a
-    '/', and is no range, =host or info@ key."""
-    k = p.key
-    return b"/" in k and b"=" not in k and b"@" not in k and p.range is None
 
 
 def _width(k: bytes) -> str:

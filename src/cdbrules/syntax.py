@@ -38,7 +38,8 @@ class Line(NamedTuple):
     * ``length``: the line with trailing spaces and tabs removed (what the parser reads);
     * RULE: ``sep`` (the separator ':'; the key is ``text[:sep]``), ``deny``, ``items``,
       ``keys`` (the records' keys, a range expanded; none for an empty range), ``data``
-      (the records' value), ``range`` ((lo, dash, hi, bot, top) or None);
+      (the records' value), ``range`` ((lo, dash, hi, bot, top) or None), ``network``
+      (compile --cidr reads the address as a network ``NET/LEN``);
     * ERROR: ``code`` (the C ``RULES_E_*``), ``column`` and ``name`` (what the error is about).
     """
 
@@ -51,6 +52,7 @@ class Line(NamedTuple):
     keys: Tuple[bytes, ...] = ()
     data: bytes = b""
     range: Optional[Tuple[int, int, int, int, int]] = None
+    network: bool = False
     code: int = 0
     column: int = 0
     name: bytes = b""
@@ -67,7 +69,7 @@ def parse_line(text: bytes) -> Line:
     kind = _KINDS[r.kind]
     if kind == RULE:
         items = tuple(Item(c, text[n:n + nl], n, d, text[v:v + vl], v) for c, n, nl, d, v, vl in r.items)
-        return Line(kind, text, r.length, r.sep, r.deny, items, r.keys, r.data, r.range)
+        return Line(kind, text, r.length, r.sep, r.deny, items, r.keys, r.data, r.range, r.network)
     if kind == ERROR:
         return Line(kind, text, r.length, code=r.code, column=r.column, name=text[r.name:r.name + r.namelen])
     return Line(kind, text, r.length)
