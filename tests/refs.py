@@ -9,6 +9,10 @@ Cache location: ``$CDBRULES_REFS_DIR`` if set, else ``<repo>/.cache/refs``.
 The unpacked tree is built in a staging directory under a ``flock`` and then
 renamed into place, so concurrent test sessions never see a half-built tree.
 
+The versions are pinned: ``VERSIONS`` holds the Debian versions the README names, and
+a tree of other versions is refused (a failure under CI, a skip elsewhere) with what was
+expected and what was found.
+
 ``CDBRULES_NO_REFS=1`` turns the references off where they cannot exist (macOS, wheel
 tests in manylinux containers): the tests that need them then skip, saying so, even
 when CI is set.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,15 +46,29 @@ from typing import IO, Union
 
 __all__ = [
     "PACKAGES",
+    "VERSIONS",
     "RefResult",
     "Refs",
     "get_refs",
     "refs_dir",
     "refs_or_skip",
+    "truthy",
+    "version_mismatches",
 ]
 
 #: Debian packages that are downloaded and unpacked.
 PACKAGES: tuple[str, ...] = ("ucspi-tcp", "ucspi-tcp-ipv6", "freecdb", "tinycdb", "libcdb1")
+
+#: The Debian versions the README names, which the differential tests were written and
+#: checked against.  A binary-only rebuild (a ``+bN`` suffix, e.g. tinycdb 0.78+b1) is the
+#: same source and passes.
+VERSIONS: dict[str, str] = {
+    "ucspi-tcp": "1:0.88-7",
+    "ucspi-tcp-ipv6": "1:0.88-7",
+    "freecdb": "0.76",
+    "tinycdb": "0.78",
+    "libcdb1": "0.78",
+}
 
 # Bump when the layout of the unpacked tree changes; old trees are then ignored.
 _TREE_NAME = "debian-v1"
@@ -170,6 +189,16 @@ class Refs:
             proc.wait()
             raise
         return RefResult(args, proc.returncode, out, err, timed_out=False)
+
+
+def version_mismatches(versions: Mapping[str, str]) -> list[str]:
+    """How unpacked package versions differ from VERSIONS, one phrase a package."""
+    out = []
+    for pkg, want in VERSIONS.items():
+        have = versions.get(pkg)
+        if have is None or re.sub(r"\+b[0-9]+$", "", have) != want:
+            out.append(f"{pkg} {want} expected, {have or 'none'} found")
+    return out
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -326,13 +355,13 @@ def get_refs() -> Refs:
     Raises RuntimeError saying what failed if they cannot be obtained.
     """
     global _cached
-    if _truthy(os.environ.get("CDBRULES_NO_REFS")):
+    if truthy(os.environ.get("CDBRULES_NO_REFS")):
         raise RuntimeError("reference programs turned off by CDBRULES_NO_REFS (no Debian packages here)")
     with _lock:
         if _cached is None:
             base = refs_dir()
             try:
-                _cached = _ensure(base)
+                _cached = _pinned(_ensure(base))
             except RuntimeError as e:
                 _cached = RuntimeError(f"reference programs unavailable (cache {base}): {e}")
             except OSError as e:
@@ -342,7 +371,18 @@ def get_refs() -> Refs:
         return _cached
 
 
-def _truthy(value: str | None) -> bool:
+def _pinned(refs: Refs) -> Refs:
+    wrong = version_mismatches(refs.versions)
+    if wrong:
+        raise RuntimeError(
+            f"{refs.root} holds other versions than the README names and tests/refs.py pins: "
+            + "; ".join(wrong) + " (remove the cache to fetch again, from a Debian release that has them)"
+        )
+    return refs
+
+
+def truthy(value: str | None) -> bool:
+    """An environment switch is on: set, and not empty, 0, false or no."""
     return (value or "").strip().lower() not in ("", "0", "false", "no")
 
 
@@ -356,7 +396,7 @@ def refs_or_skip() -> Refs:
     try:
         return get_refs()
     except RuntimeError as e:
-        if _truthy(os.environ.get("CI")) and not _truthy(os.environ.get("CDBRULES_NO_REFS")):
+        if truthy(os.environ.get("CI")) and not truthy(os.environ.get("CDBRULES_NO_REFS")):
             pytest.fail(str(e), pytrace=False)
         pytest.skip(str(e))
 

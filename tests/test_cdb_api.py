@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from cdbrules import CdbFormatError, Reader, Writer
 from cdbrules import MakeInputError, SizeLimitError, make
+from helpers import maxrss_kib
 
 RECS: List[Tuple[bytes, bytes]] = [
     (b"a", b"1"),
@@ -333,14 +334,14 @@ def test_make_limit(tmp_path: Path) -> None:
 
 _MAXRSS = """
 import os, resource, subprocess, sys
-def kib(): return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 """
 
 
 def _child_maxrss_kib(script: str) -> int:
+    """What script prints last, a figure from ru_maxrss, in KiB."""
     r = subprocess.run([sys.executable, "-c", _MAXRSS + script], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    return int(r.stdout.split()[-1])
+    return maxrss_kib(int(r.stdout.split()[-1]))
 
 
 def test_make_streams_big_records(tmp_path: Path) -> None:

@@ -2,69 +2,22 @@
 
 Compared with freecdb's cdbmake/cdbdump/cdbget/cdbstats wherever the situation exists
 for both (freecdb's readers take the file on standard input, ours as an argument).
-``run_cli`` runs the command in this process with real file descriptors 0 and 1 (the
+``run_cli`` (helpers.py) runs the command in this process with real file descriptors 0 and 1 (the
 commands read and write them directly); a few tests start the installed entry point.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import pytest
 
 from cdbrules import Writer
-from cdbrules.cli import main
-
-PY = [sys.executable, "-m", "cdbrules"]
-
-
-def run_cli(argv: List[str], stdin: Union[bytes, int, None] = b"") -> Tuple[int, bytes, str]:
-    """Run ``cdbrules ARGV`` in this process: (exit code, stdout bytes, stderr text).
-
-    stdin: bytes become file descriptor 0 (a regular file); an int is a descriptor put
-    there instead; None leaves descriptor 0 closed.
-    """
-    saved_in, saved_out = os.dup(0), os.dup(1)
-    old_err = sys.stderr
-    err = io.StringIO()
-    with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout:
-        if isinstance(stdin, bytes):
-            fin.write(stdin)
-            fin.seek(0)
-            os.dup2(fin.fileno(), 0)
-        elif isinstance(stdin, int):
-            os.dup2(stdin, 0)
-        else:
-            os.close(0)
-        os.dup2(fout.fileno(), 1)
-        sys.stderr = err
-        try:
-            try:
-                rc = main(argv)
-            except SystemExit as e:
-                rc = e.code if isinstance(e.code, int) else 1
-        finally:
-            sys.stderr = old_err
-            os.dup2(saved_in, 0)
-            os.dup2(saved_out, 1)
-            os.close(saved_in)
-            os.close(saved_out)
-        fout.seek(0)
-        out = fout.read()
-    return rc, out, err.getvalue()
-
-
-def cdb_input(records: List[Tuple[bytes, bytes]]) -> bytes:
-    """cdbmake's input for records."""
-    return b"".join(b"+%d,%d:%s->%s\n" % (len(k), len(v), k, v) for k, v in records) + b"\n"
-
+from helpers import PY, cdb_input, linux_only, run_cli
 
 RECORDS = [(b"a", b"1"), (b"b", b"two"), (b"a", b"3"), (b"", b"empty key"), (b"k\0\n", b""), (b"e", b"")]
 
@@ -305,7 +258,7 @@ def _to_dev_full(argv: List[str]) -> Tuple[int, str]:
     return r.returncode, r.stderr
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="this system has no /dev/full")
+@linux_only("/dev/full (writes to it fail with ENOSPC)")
 def test_output_errors(refs, small: Path) -> None:  # type: ignore[no-untyped-def]
     for argv, ref in ((["dump", str(small)], [refs.cdbdump]), (["stats", str(small)], [refs.cdbstats]),
                       (["get", str(small), "b"], [refs.cdbget, "b"])):

@@ -23,9 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdbrules import Reader, Writer
-from cdbrules._native import lib
 from cdbrules import make
-from test_cdb_cli import PY, cdb_input, run_cli
+from helpers import PY, bucket_keys, cdb_input, run_cli
 
 N = int(os.environ.get("CDBRULES_DIFF_N", "60"))
 BIG = int(os.environ.get("CDBRULES_DIFF_BIG", "250000"))
@@ -161,17 +160,6 @@ def test_files_tcprules_wrote(refs, tmp_path: Path, seed: int) -> None:  # type:
     assert (tmp_path / "again.cdb").read_bytes() == path.read_bytes()
 
 
-def _bucket_keys(bucket: int, n: int) -> List[bytes]:
-    out = []
-    i = 0
-    while len(out) < n:
-        k = b"k%d" % i
-        if lib.cdb_hash(k, len(k)) & 255 == bucket:
-            out.append(k)
-        i += 1
-    return out
-
-
 @pytest.mark.parametrize(
     "shape",
     ["one key 300 times", "500 keys in one bucket", "mixed", "keys around 1024 bytes"],
@@ -181,9 +169,9 @@ def test_stats_with_collisions(refs, tmp_path: Path, shape: str) -> None:  # typ
     if shape == "one key 300 times":
         recs = [(b"same", b"%d" % i) for i in range(300)]
     elif shape == "500 keys in one bucket":
-        recs = [(k, b"v") for k in _bucket_keys(7, 500)]
+        recs = [(k, b"v") for k in bucket_keys(7, 500)]
     elif shape == "mixed":
-        ks = _bucket_keys(200, 60) + [b"x%d" % i for i in range(200)]
+        ks = bucket_keys(200, 60) + [b"x%d" % i for i in range(200)]
         recs = [(rng.choice(ks), b"%d" % i) for i in range(1500)]
     else:  # cdbstats passes over (does not count) keys longer than 1024 bytes
         ks = [bytes([65 + n % 3]) * n for n in (1023, 1024, 1025, 1026, 3000)] + [b"k"]

@@ -31,7 +31,7 @@ import pytest
 
 from cdbrules import CdbFormatError, Reader, Writer
 from cdbrules._native import lib
-from test_cdb_cli import run_cli
+from helpers import bucket_keys, run_cli
 
 HOSTILE_N = int(os.environ.get("CDBRULES_HOSTILE_N", "60"))
 CUTS = int(os.environ.get("CDBRULES_HOSTILE_CUTS", "120"))
@@ -41,19 +41,9 @@ U32 = 1 << 32
 Records = List[Tuple[bytes, bytes]]
 
 
-def _bucket_keys(bucket: int, n: int) -> List[bytes]:
-    out, i = [], 0
-    while len(out) < n:
-        k = b"c%d" % i
-        if lib.cdb_hash(k, len(k)) & 255 == bucket:
-            out.append(k)
-        i += 1
-    return out
-
-
 BASES: Dict[str, Records] = {
     "small": [(b"a", b"1"), (b"b", b"two"), (b"a", b"3"), (b"", b"empty key"), (b"key", b""), (b"a", b"5")],
-    "collide": [(k, b"v%d" % i) for i, k in enumerate(_bucket_keys(3, 12) * 2)],
+    "collide": [(k, b"v%d" % i) for i, k in enumerate(bucket_keys(3, 12, b"c") * 2)],
     # cdbstats passes over keys longer than 1024 bytes; cdbdump copies in 1024-byte pieces
     "long": [(b"L" * 2500, b"D" * 3000), (b"s", b"short"), (b"K" * 1024, b"x" * 1500), (b"s", b"again")],
     "empty": [],

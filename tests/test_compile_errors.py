@@ -19,9 +19,7 @@ import pytest
 
 import cdbrules
 from cdbrules import RulesSyntaxError
-
-PARSE_ERROR = b"tcprules: fatal: unable to parse this line: "
-
+from helpers import PARSE_ERROR, trimmed
 
 class Case(NamedTuple):
     name: str
@@ -59,10 +57,6 @@ CASES = [
     Case("first-error-wins", OK + b"1.2.3.4:allowx\n5.6.7.8:bogus\n", 4, 13, ["after 'allow'"]),
     Case("last-line-no-newline", OK + b"1.2.3.4:allow,", 4, 13, ["nothing follows the last ','"]),
 ]
-
-
-def trimmed(line: bytes) -> bytes:
-    return line.rstrip(b" \t\n")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -5,7 +5,6 @@ large generated block list is what its generator makes."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,8 @@ from typing import List
 
 import pytest
 
-from test_compile_diff import Checker, check_all, checker, plan, run_tcprules  # noqa: F401  (fixture)
+from helpers import EXAMPLES, Checker, check_all, load_script, plan, run_tcprules
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 RULE_FILES = sorted(p.name for p in EXAMPLES.glob("*.smtp"))
 
 
@@ -24,14 +22,14 @@ def test_examples_present() -> None:
 
 
 @pytest.mark.parametrize("name", RULE_FILES)
-def test_example_matches_tcprules(checker: Checker, name: str) -> None:  # noqa: F811
+def test_example_matches_tcprules(checker: Checker, name: str) -> None:
     data = (EXAMPLES / name).read_bytes()
     failures = check_all(checker, [data])
     assert not failures, "\n".join(failures)
     assert checker.counts.get("ours ok") == 1, checker.counts  # an example must compile
 
 
-def test_blocklist_cli_matches_v6(checker: Checker, tmp_path: Path) -> None:  # noqa: F811
+def test_blocklist_cli_matches_v6(checker: Checker, tmp_path: Path) -> None:
     """The command line, from a file and from standard input, as qmailctl would run it."""
     src = EXAMPLES / "blocklist.smtp"
     data = src.read_bytes()
@@ -54,10 +52,7 @@ def test_blocklist_cli_matches_v6(checker: Checker, tmp_path: Path) -> None:  # 
 
 def test_blocklist_is_generated() -> None:
     """examples/blocklist.smtp is exactly what examples/gen_blocklist.py writes."""
-    spec = importlib.util.spec_from_file_location("gen_blocklist", EXAMPLES / "gen_blocklist.py")
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script(EXAMPLES / "gen_blocklist.py")
     made: bytes = gen.generate()
     have = (EXAMPLES / "blocklist.smtp").read_bytes()
     assert hashlib.sha256(made).hexdigest() == hashlib.sha256(have).hexdigest()

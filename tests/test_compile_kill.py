@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import cdbrules
+from helpers import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 KILLS = int(os.environ.get("CDBRULES_KILL_N", "8"))
 SEED = int(os.environ.get("CDBRULES_KILL_SEED", "9"))
 

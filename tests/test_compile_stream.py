@@ -17,6 +17,7 @@ import pytest
 import cdbrules
 from cdbrules import RulesSyntaxError
 from cdbrules._native import ffi, lib
+from helpers import maxrss_kib
 
 
 class Endless(io.RawIOBase):
@@ -77,11 +78,12 @@ RSS = textwrap.dedent("""
 
 
 def _rss(tmp_path: Path, lines: int) -> int:
+    """Peak RSS in KiB of a process that compiles LINES comment lines."""
     r = subprocess.run([sys.executable, "-c", RSS, str(lines), str(tmp_path / "x.cdb")], capture_output=True,
                        timeout=300, check=True)
-    got, kb = map(int, r.stdout.split())
+    got, maxrss = map(int, r.stdout.split())
     assert got == lines
-    return kb
+    return maxrss_kib(maxrss)
 
 
 def test_memory_does_not_follow_the_text(tmp_path: Path) -> None:

@@ -26,28 +26,18 @@ from typing import Dict, Iterator, List, Set, Tuple
 
 import pytest
 
+from helpers import system_env, under_ci
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 if not (ROOT / "pyproject.toml").exists() or not DOCS.is_dir():
-    pytest.skip("not a source checkout (the wheel tests copy tests/ alone): docs/ is not here",
+    pytest.skip("not a source checkout (the wheel tests copy tests/ and what they read, not the project)",
                 allow_module_level=True)
 
 # Pages the index links that other branches add (CIDR, lint, SMTP integrations).  At merge
 # time each one lands and leaves this set; a page still listed here but present is an error.
-PENDING = {"lint.md", "aiosmtpd.md", "policyd.md"}
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def system_env(**extra: str) -> Dict[str, str]:
-    """The environment for a system program (git, groff): without the sanitizer runtime that
-    .ci/asan preloads for our extension, which reports bugs of those programs, not ours."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
-    env.update(extra)
-    return env
+PENDING = {"lint.md", "aiosmtpd.md"}
 
 
 # -- the man page ----------------------------------------------------------------------------
@@ -86,7 +76,7 @@ def test_man_page_has_every_command_and_option() -> None:
 def test_man_page_renders_without_warnings() -> None:
     groff = shutil.which("groff")
     if groff is None:
-        if in_ci():
+        if under_ci():
             pytest.fail("groff is missing: .ci/run installs groff-base")
         pytest.skip("groff is not installed here (Debian: groff-base)")
     r = subprocess.run([groff, "-man", "-Tutf8", "-ww", str(DOCS / "cdbrules.1")],
@@ -248,7 +238,7 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Path]:
     if "libasan" in os.environ.get("LD_PRELOAD", ""):
         pytest.skip("packaging builds no C worth sanitizing; the ordinary run checks it")
     if importlib.util.find_spec("build") is None:
-        if in_ci():
+        if under_ci():
             pytest.fail("the 'build' package is missing: it is in the test extras")
         pytest.skip("the 'build' package is not installed (pip install -e '.[test]')")
     out = tmp_path_factory.mktemp("dist")

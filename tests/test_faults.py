@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import random
 import resource
 import shutil
 import signal
@@ -37,6 +36,7 @@ from cdbrules._native import ffi, lib
 from cdbrules.cli import main as cli_main
 from cdbrules.errors import djb_strerror
 from cdbrules.writer import CdbMake
+from helpers import char_device, lacking, linux_only, tmpfs
 
 OLD_RULES = b"1.2.3.4:deny\n127.:allow,RELAYCLIENT=\"\"\n:allow\n"
 
@@ -91,21 +91,8 @@ def one_fatal_line(r: subprocess.CompletedProcess[bytes], *names: object) -> str
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs (root only: mounting needs CAP_SYS_ADMIN)."""
-    yield from _tmpfs(tmp_path / "tiny", "64k",
-                      "test_write_fails_half_way covers the same path without privileges")
-
-
-def _tmpfs(d: Path, size: str, instead: str) -> Iterator[Path]:
-    """Mount a tmpfs of size at d for one test; skip, saying why, where that is impossible
-    (not root, or not Linux); CI runs as root on Linux, where it always works."""
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()} ({instead})")
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], check=True)
+    yield from tmpfs(tmp_path / "tiny", "64k",
+                     "test_write_fails_half_way covers the same path without privileges")
 
 
 def test_full_disk(tiny_fs: Path, tmp_path: Path) -> None:
@@ -143,6 +130,7 @@ def test_write_fails_half_way(tmp_path: Path) -> None:
 UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
+@linux_only("/proc/self/status (VmPeak) and an RLIMIT_AS that malloc obeys (macOS ignores it)")
 @pytest.mark.skipif(UNDER_ASAN, reason="ASan maps terabytes of shadow memory, so RLIMIT_AS cannot be "
                                        "lowered under it; the ordinary run has this test")
 def test_out_of_memory(tmp_path: Path) -> None:
@@ -183,10 +171,11 @@ def test_out_of_memory_in_the_writer_is_a_memory_error(tmp_path: Path) -> None:
 def test_device_as_tmp_is_refused_and_left_alone(tmp_path: Path) -> None:
     """tcprules writes into /dev/full and fails; cdbrules refuses any TMP that is not a
     regular file before writing, and never removes it."""
-    dev = Path("/dev/full")
+    dev = char_device()
     if os.geteuid() == 0:  # a private copy: nothing outside tmp_path is at stake
-        dev = tmp_path / "full"
-        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        rdev = os.stat(dev).st_rdev
+        dev = tmp_path / dev.name
+        os.mknod(dev, stat.S_IFCHR | 0o666, rdev)
     old = Installed(tmp_path / "rules.cdb")
     src = tmp_path / "r"
     src.write_bytes(b"1.2.3.4:allow\n")
@@ -202,7 +191,8 @@ def unprivileged() -> List[str]:
     """A command prefix under which file permissions apply, even for root."""
     if os.geteuid() != 0:
         return []
-    assert shutil.which("setpriv"), "setpriv (util-linux) is needed to drop root's capabilities"
+    if not shutil.which("setpriv"):
+        lacking("setpriv (util-linux), to drop root's capabilities so that file permissions apply")
     return ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all"]
 
 
@@ -244,22 +234,6 @@ def test_missing_directory(tmp_path: Path) -> None:
     one_fatal_line(r, f"unable to move {tmp_path / 'rules.tmp'} to {tmp_path / 'nodir' / 'rules.cdb'}")
     assert not (tmp_path / "rules.tmp").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "rules.cdb"]
-
-
-@pytest.fixture
-def other_fs(tmp_path: Path) -> Iterator[Path]:
-    """A directory on another file system than tmp_path."""
-    here = tmp_path.stat().st_dev
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != here:
-        d = Path(os.path.realpath(shm)) / f"cdbrules-test-{os.getpid()}-{random.getrandbits(32):08x}"
-        d.mkdir()
-        try:
-            yield d
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-        return
-    yield from _tmpfs(tmp_path / "otherfs", "1m", "no second file system to put TMP on")
 
 
 def test_tmp_on_another_file_system(tmp_path: Path, other_fs: Path) -> None:

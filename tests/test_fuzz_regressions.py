@@ -9,12 +9,17 @@ the bottom of this file for what the fuzzers and the fault tests found).  Here e
   :class:`CdbFormatError`) must be the answer of freecdb's ``cdbget`` (value, exit 100,
   exit 111) on the same file, damaged files included;
 * rules inputs are compiled, whole and read in 1..13-byte pieces: the same file or the
-  same error, never another exception;
+  same error, never another exception; and each goes through test_compile_diff's oracle
+  (helpers.Checker): the IPv6 tcprules on the whole text where it ends, else on the part
+  before the line it would hang on, and the IPv4 build on the whole text;
 * lookup inputs (flags, ip, host, info, then rules text or a cdb image; see
   fuzz/fuzz_lookup.c) are checked with ``cdbrules check`` (in process) and the IPv6 build's
   ``tcprulescheck``: the same output and exit code.
 
-Finding-specific tests sit at the end.
+The checks that need no reference program run everywhere; the comparisons skip where the
+references cannot run (macOS), saying so.  How much is compared (helpers.replay_counts,
+the README's figures) has a floor: test_replay_floors.  Finding-specific tests sit at the
+end.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import pytest
 
@@ -30,51 +35,20 @@ import cdbrules
 from cdbrules import CdbFormatError, Reader, RulesSyntaxError
 from cdbrules._native import lib
 from cdbrules.cli import main as cli_main
-from test_compile_diff import BAD, NOCOLON, RULE6, kind, split_lines
-
-FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
-
-
-def units(name: str) -> List[Path]:
-    """The committed units of a harness, and those under $CDBRULES_FUZZ_CORPUS/NAME (to
-    replay what a long fuzz/run learnt: CDBRULES_FUZZ_CORPUS=.cache/fuzz/corpus)."""
-    out: List[Path] = []
-    roots = [FUZZ / "corpus", FUZZ / "regressions"]
-    if os.environ.get("CDBRULES_FUZZ_CORPUS"):
-        roots.append(Path(os.environ["CDBRULES_FUZZ_CORPUS"]))
-    for d in (r / name for r in roots):
-        if d.is_dir():
-            out += sorted(p for p in d.iterdir() if p.is_file())
-    return out
+from helpers import CDB_HEADER, Checker, cdbget_keys, check_all, fuzz_units, keys_to_try, lookup_unit, \
+    replay_counts, v6_whole
 
 
-def test_corpora_are_there() -> None:
-    for name in ("reader", "rules", "lookup"):
-        assert len(units(name)) >= 5, name
+def test_replay_floors() -> None:
+    """The committed corpora keep the replay comparing this much with the real programs
+    (the README quotes these counts: fuzz/report.py); no rules text goes unjudged."""
+    c = replay_counts()
+    assert c.reader_files >= 150 and c.reader_lookups >= 500, c  # lookups compared with cdbget
+    assert c.rules_files >= 280 and c.rules_v6_whole >= 90, c  # every one compared with tcprules
+    assert c.lookups >= 300, c  # connections compared with tcprulescheck
 
 
 # -- reader ------------------------------------------------------------------------------
-
-
-def keys_to_try(data: bytes) -> List[bytes]:
-    """The keys of the first records (walked as djb's cdbdump would, stopping at damage),
-    the empty key, a key that is in no file and a few slices of the file (which walk
-    its hash tables, damaged or not)."""
-    keys: List[bytes] = [b"", b"no such key"]
-    bytes_ = data[2048:].replace(b"\0", b"")
-    keys += [bytes_[at:at + 1 + i] for i, at in enumerate((0, 5, 17, 41, 97, 211)) if at < len(bytes_)]
-    end = int.from_bytes(data[:4], "little") if len(data) >= 4 else 0
-    if not 2048 <= end <= len(data):
-        end = len(data)
-    pos = 2048
-    while pos + 8 <= end and len(keys) < 16:
-        kl = int.from_bytes(data[pos:pos + 4], "little")
-        dl = int.from_bytes(data[pos + 4:pos + 8], "little")
-        if pos + 8 + kl + dl > end:
-            break
-        keys.append(data[pos + 8:pos + 8 + kl])
-        pos += 8 + kl + dl
-    return keys
 
 
 def ours(path: Path, key: bytes) -> Tuple[int, bytes]:
@@ -87,21 +61,11 @@ def ours(path: Path, key: bytes) -> Tuple[int, bytes]:
     return (100, b"") if v is None else (0, v)
 
 
-@pytest.mark.parametrize("unit", units("reader"), ids=lambda p: p.name[:12])
-def test_reader_unit_matches_cdbget(unit: Path, tmp_path: Path, refs: object) -> None:
+@pytest.mark.parametrize("unit", fuzz_units("reader"), ids=lambda p: p.name[:12])
+def test_reader_unit_matches_cdbget(unit: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     data = unit.read_bytes()
     path = tmp_path / "x.cdb"
     path.write_bytes(data)
-    for key in keys_to_try(data):
-        if not key or b"\0" in key or key.startswith(b"-"):
-            continue  # cdbget takes the key as an argument, and no empty one
-        if len(data) < 2048:  # no cdb: see test_file_shorter_than_its_header
-            assert ours(path, key) == (111, b"")
-            continue
-        with open(path, "rb") as f:  # a file, not a pipe: cdbget seeks and maps
-            ref = refs.run([refs.cdbget, key], stdin=f, timeout=10)  # type: ignore[attr-defined]
-        assert not ref.timed_out
-        assert ours(path, key) == (ref.returncode, ref.stdout if ref.returncode == 0 else b""), key
     # whatever the file, iteration ends: records or a CdbFormatError, nothing else
     try:
         with Reader(path) as r:
@@ -109,6 +73,16 @@ def test_reader_unit_matches_cdbget(unit: Path, tmp_path: Path, refs: object) ->
             assert n == len(r)
     except CdbFormatError:
         pass
+    if len(data) < CDB_HEADER:  # no cdb: see test_file_shorter_than_its_header
+        for key in keys_to_try(data):
+            assert ours(path, key) == (111, b"")
+        return
+    refs = request.getfixturevalue("refs")
+    for key in cdbget_keys(data):
+        with open(path, "rb") as f:  # a file, not a pipe: cdbget seeks and maps
+            ref = refs.run([refs.cdbget, key], stdin=f, timeout=10)
+        assert not ref.timed_out
+        assert ours(path, key) == (ref.returncode, ref.stdout if ref.returncode == 0 else b""), key
 
 
 # -- rules -------------------------------------------------------------------------------
@@ -140,23 +114,11 @@ def compile_outcome(src: object, tmp_path: Path, name: str) -> Tuple[str, object
     return "ok", out.read_bytes()
 
 
-def oracle(data: bytes) -> Optional[str]:
-    """Which reference build gives cdbrules' result for this text (docs/compatibility.md,
-    "Parsing"), or None:
-    the v6 build where it ends (no line without a separator), else the v4 build where no
-    separator comes after the line's first ':'.  The line model is test_compile_diff's."""
-    kinds = {kind(line) for line in split_lines(data)}
-    if not kinds & {NOCOLON, BAD}:
-        return "v6"
-    if RULE6 not in kinds:
-        return "v4"
-    return None
-
-
-@pytest.mark.parametrize("unit", units("rules"), ids=lambda p: p.name[:12])
-def test_rules_unit(unit: Path, tmp_path: Path, refs: object) -> None:
-    """Whole and trickled give the same; and what the reference tcprules gives, where the
-    docs say which build to follow: the same file, or an error on the same line."""
+@pytest.mark.parametrize("unit", fuzz_units("rules"), ids=lambda p: p.name[:12])
+def test_rules_unit(unit: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Whole and trickled give the same; and what the reference tcprules builds give, read
+    line by line (docs/compatibility.md, "Parsing"): the same file, or an error on the same
+    line."""
     data = unit.read_bytes()
     whole = compile_outcome(io.BytesIO(data), tmp_path, "whole")
     assert compile_outcome(Trickle(data), tmp_path, "trickle") == whole
@@ -165,34 +127,18 @@ def test_rules_unit(unit: Path, tmp_path: Path, refs: object) -> None:
             for k, v in r.items():
                 assert r.get(k) is not None
                 assert v == b"" or v.endswith(b"\0")
-    build = oracle(data)
-    if build is None:
-        return
-    prog = refs.tcprules_v6 if build == "v6" else refs.tcprules_v4  # type: ignore[attr-defined]
-    ref = refs.run([prog, str(tmp_path / "ref.cdb"), str(tmp_path / "ref.tmp")],  # type: ignore[attr-defined]
-                   stdin=data, timeout=10)
-    assert not ref.timed_out
-    if whole[0] == "ok":
-        assert ref.returncode == 0, ref.stderr
-        assert (tmp_path / "ref.cdb").read_bytes() == whole[1]
-    else:
-        line = whole[1][2]  # type: ignore[index]
-        assert ref.returncode == 100
-        assert ref.stderr == b"tcprules: fatal: unable to parse this line: " + line.split(b"\0")[0] + b"\n"
+    checker: Checker = request.getfixturevalue("checker")
+    failures = check_all(checker, [data])
+    assert not failures, "\n".join(failures)
+    c = checker.counts
+    assert c.get("v4 same as ours", 0) + c.get("v4 differs (IPv6 separator)", 0) == 1, c  # IPv4 build: ran
+    assert ("v6 would hang on the whole input" not in c) == v6_whole(data), c  # IPv6 build: on what
 
 
 # -- lookup -------------------------------------------------------------------------------
 
 
-def lookup_unit(data: bytes) -> Tuple[int, bytes, bytes, bytes, bytes]:
-    flags, rest = data[0], data[1:]
-    parts = rest.split(b"\0", 3)
-    while len(parts) < 4:
-        parts.append(b"")
-    return flags, parts[0], parts[1], parts[2], parts[3]
-
-
-@pytest.mark.parametrize("unit", units("lookup"), ids=lambda p: p.name[:12])
+@pytest.mark.parametrize("unit", fuzz_units("lookup"), ids=lambda p: p.name[:12])
 def test_lookup_unit_matches_tcprulescheck(unit: Path, tmp_path: Path, refs: object,
                                            monkeypatch: pytest.MonkeyPatch,
                                            capfdbinary: pytest.CaptureFixture[bytes]) -> None:
@@ -225,9 +171,8 @@ def test_lookup_unit_matches_tcprulescheck(unit: Path, tmp_path: Path, refs: obj
 
 # -- findings ------------------------------------------------------------------------------
 #
-# 16 min of fuzz_reader, 10 of fuzz_rules and 11 of fuzz_lookup (about 2.7 million
-# executions; see fuzz/run) found no crash, over-read, hang or broken property in the C
-# core.  The fault tests found one bug (a write refused by RLIMIT_FSIZE was reported as the
+# The fuzzers (fuzz/run; the last run's figures: fuzz/report.py) have found no crash,
+# over-read, hang or broken property in the C core (fuzz/regressions/ would hold it).  The fault tests found one bug (a write refused by RLIMIT_FSIZE was reported as the
 # cdb format's 4 GiB limit: test_faults.test_write_fails_half_way).  Comparing the replay
 # with cdbget turned up two deliberate differences on damaged files, pinned here.
 

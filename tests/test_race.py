@@ -35,14 +35,12 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-import pytest
-
 import cdbrules
 from cdbrules import Reader
+from helpers import linux_only
 
 RACE_N = int(os.environ.get("CDBRULES_RACE_N", "30"))
 REPLACE_N = int(os.environ.get("CDBRULES_REPLACE_N", "300"))
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks")
 
 
 def rules_text(tag: int, lines: int) -> bytes:
@@ -95,6 +93,7 @@ def start(cdb: Path, tmp: Path, src: Optional[Path] = None) -> "subprocess.Popen
 # -- racing compiles ------------------------------------------------------------------
 
 
+@linux_only("/proc/locks, which shows who holds and who waits for each flock")
 def test_queued_runs_each_install_their_own_file(tmp_path: Path) -> None:
     """Four runs start at once; their input is held back, so they queue on TMP's lock.
 

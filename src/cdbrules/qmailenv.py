@@ -75,11 +75,15 @@ class RblBlock(NamedTuple):
         return 553 if self.permanent else 451
 
     @property
+    def shown_text(self) -> str:
+        """The text as rblsmtpd shows it: cut to 200 characters, each character outside
+        printable ASCII replaced by '?'."""
+        return "".join(c if " " <= c <= "~" else "?" for c in self.text[:RBLSMTPD_TEXT_MAX])
+
+    @property
     def reply(self) -> str:
-        """The reply rblsmtpd gives to the envelope: the code, then the text cut to 200
-        characters, each character outside printable ASCII replaced by '?'."""
-        text = "".join(c if " " <= c <= "~" else "?" for c in self.text[:RBLSMTPD_TEXT_MAX])
-        return f"{self.code} {text}"
+        """The reply rblsmtpd gives to the envelope: the code, then :attr:`shown_text`."""
+        return f"{self.code} {self.shown_text}"
 
 
 def rblsmtpd(env: Env) -> Optional[RblBlock]:
