@@ -218,21 +218,14 @@ def test_deny_554_then_503_then_221(serve: Any) -> None:
 
 
 def test_deny_closes_after_a_few_commands_or_seconds(serve: Any) -> None:
-    class Quick(RulesSMTP):
-        deny_seconds = 0.5
-
-    class QuickController(RulesController):
-        def factory(self) -> RulesSMTP:
-            return Quick(self.handler, rules=self._listener, **self.SMTP_kwargs)
-
     ctrl, _ = serve()
     c = Raw(ctrl, "127.0.0.2")
     c.reply()
-    for _ in range(RulesSMTP.deny_commands):
+    for _ in range(10):  # deny_commands
         assert c.cmd(b"NOOP").startswith(b"503 ")
     assert c.eof()
     c.close()
-    ctrl2, _ = serve(QuickController)
+    ctrl2, _ = serve(deny_seconds=0.5, deny_commands=1000)
     c = Raw(ctrl2, "127.0.0.2")
     assert c.reply().startswith(b"554 ")
     t = time.monotonic()
@@ -285,14 +278,7 @@ def test_rblsmtpd_empty_is_no_block_and_clients_are_dropped_after_the_timeout(se
         s.sendmail("a@b.test", ["x@example.org"], b"Subject: hi\r\n\r\nhello\r\n")
     assert rec.mails[-1]["env"]["RBLSMTPD"] == ""
 
-    class Quick(RulesSMTP):
-        rbl_timeout = 0.5
-
-    class QuickController(RulesController):
-        def factory(self) -> RulesSMTP:
-            return Quick(self.handler, rules=self._listener, **self.SMTP_kwargs)
-
-    ctrl2, _ = serve(QuickController)
+    ctrl2, _ = serve(rbl_timeout=0.5)
     c = Raw(ctrl2, "127.0.0.4")
     assert c.reply() == b"220 mx.test"
     assert c.cmd(b"HELO x") == b"250 mx.test"
@@ -713,8 +699,7 @@ def test_load_2000_connections_while_recompiling(serve: Any, tmp_path: Path) -> 
             live.add(self)
 
     class CountedController(RulesController):
-        def factory(self) -> RulesSMTP:
-            return Counted(self.handler, rules=self._listener, **self.SMTP_kwargs)
+        smtp_class = Counted
 
     cdb = compile_rules(tmp_path, _load_rules(0), "load")
     ctrl, rec = serve(CountedController, rules=str(cdb))
