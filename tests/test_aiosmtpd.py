@@ -633,7 +633,8 @@ def test_proxy_with_drop(serve: Any) -> None:
 
 def test_rules_recompiled_while_clients_connect(serve: Any, tmp_path: Path) -> None:
     cdb = compile_rules(tmp_path, ":allow\n", "live")
-    ctrl, _ = serve(rules=str(cdb))
+    # checked at every connection, as tcpserver does
+    ctrl, _ = serve(rules=cdbrules.Rules(str(cdb), reload_interval=0))
     held = client(ctrl, "127.0.0.40")  # connected under the old rules: keeps its session
     assert held.noop()[0] == 250
     compile_rules(tmp_path, "127.0.0.40:deny\n:allow\n", "live")
@@ -645,6 +646,27 @@ def test_rules_recompiled_while_clients_connect(serve: Any, tmp_path: Path) -> N
     compile_rules(tmp_path, ":allow\n", "live")
     with client(ctrl, "127.0.0.40") as s:
         assert s.noop()[0] == 250
+
+
+def test_rules_path_reloads_as_rules_does(serve: Any, tmp_path: Path) -> None:
+    """A path: the replaced file is in force within Rules' reload interval (1 s)."""
+    cdb = compile_rules(tmp_path, ":allow\n", "live")
+    ctrl, _ = serve(rules=str(cdb))
+    with client(ctrl, "127.0.0.40") as s:
+        assert s.noop()[0] == 250
+    compile_rules(tmp_path, "127.0.0.40:deny\n:allow\n", "live")
+    codes = []
+    deadline = time.monotonic() + TIMEOUT
+    while not codes or codes[-1] != 554:
+        assert time.monotonic() < deadline, codes
+        try:
+            with client(ctrl, "127.0.0.40") as s:
+                codes.append(s.noop()[0])
+        except smtplib.SMTPConnectError as e:
+            codes.append(e.smtp_code)
+        time.sleep(0.05)
+    assert set(codes) <= {250, 554}
+    assert ctrl.rules.reload_error is None
 
 
 def test_unreadable_rules_drop_like_tcpserver(serve: Any, tmp_path: Path) -> None:
@@ -702,7 +724,8 @@ def test_load_2000_connections_while_recompiling(serve: Any, tmp_path: Path) -> 
         smtp_class = Counted
 
     cdb = compile_rules(tmp_path, _load_rules(0), "load")
-    ctrl, rec = serve(CountedController, rules=str(cdb))
+    # (max_connections: the open connections are counted, and the test reads the count)
+    ctrl, rec = serve(CountedController, rules=cdbrules.Rules(str(cdb), reload_interval=0), max_connections=100_000)
     host, port = ctrl.hostname, ctrl.port
     swaps: List[Tuple[float, float, int]] = []  # (started, done, generation)
     swaps.append((0.0, time.monotonic(), 0))
@@ -778,7 +801,7 @@ def test_load_2000_connections_while_recompiling(serve: Any, tmp_path: Path) -> 
 
 
 def test_bad_input(serve: Any) -> None:
-    ctrl, rec = serve(timeout=1.0, command_call_limit=20)
+    ctrl, rec = serve(timeout=1.0, command_call_limit=20, max_connections=1000)  # counted: see the end
     c = Raw(ctrl, "127.0.0.14")
     assert c.reply().startswith(b"220 mx.test")
     assert c.cmd(b"\x00\xff\xfe garbage") .startswith(b"500 ")

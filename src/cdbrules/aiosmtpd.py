@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import threading
 from types import MappingProxyType
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple, Union, cast
+from typing import Any, Awaitable, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 try:
     from aiosmtpd.controller import Controller
@@ -53,6 +53,69 @@ _NO_ENV: Mapping[str, str] = MappingProxyType({})
 _NEW, _PENDING, _OK, _DENY, _DROP, _BUSY = range(6)
 
 
+class _Facts(NamedTuple):
+    relayclient: Optional[str]
+    maxconnip: Optional[int]
+    rbl: Optional[RblBlock]
+    rblsmtpd_set: bool
+    databytes: Optional[int]
+
+
+# Rules whose readings are kept (a bound for a hostile file; past it they are read again).
+_FACTS_MAX = 4096
+
+
+class _Conn:
+    """The state of one connection of a RulesSMTP, shared by its Sessions (STARTTLS makes a
+    new one).  The environment is made when first asked for."""
+
+    __slots__ = ("listener", "state", "ip", "peer", "sock", "decision", "facts", "env", "rbl", "chkuser",
+                 "counted", "counted_ip")
+
+    def __init__(self, listener: "_Listener") -> None:
+        self.listener = listener
+        self.state = _NEW
+        self.ip = ""
+        self.peer: Any = None
+        self.sock: Any = None
+        self.decision: Optional[Decision] = None
+        self.facts: Optional[_Facts] = None
+        self.env: Optional[Mapping[str, str]] = None
+        self.rbl: Optional[RblBlock] = None
+        self.chkuser: Optional[qmailenv.Chkuser] = None
+        self.counted = False
+        self.counted_ip: Optional[str] = None
+
+    def tcp_env(self) -> Mapping[str, str]:
+        env = self.env
+        if env is None:
+            d = self.decision
+            if d is None:
+                return _NO_ENV
+            local_ip, local_port = _ip_port(self.sock)
+            e = {"PROTO": "TCP6" if ":" in self.ip else "TCP", "TCPLOCALIP": local_ip, "TCPLOCALPORT": local_port}
+            if self.listener.local_name is not None:
+                e["TCPLOCALHOST"] = self.listener.local_name
+            e["TCPREMOTEIP"] = self.ip
+            e["TCPREMOTEPORT"] = str(self.peer[1])
+            e.update(d.env)
+            env = self.env = MappingProxyType(e)
+        return env
+
+    def relayclient(self) -> Optional[str]:
+        f = self.facts
+        return None if f is None else f.relayclient
+
+    def where(self) -> str:
+        """The connection as ``tcpserver -v`` names it: local host, IP and port, then remote
+        host (none: no DNS), IP, info (none: no ident) and port."""
+        try:
+            local_ip, local_port = _ip_port(self.sock)
+        except (ValueError, TypeError, IndexError):
+            local_ip, local_port = repr(self.sock), ""
+        return f"{self.listener.local_name or ''}:{local_ip}:{local_port} :{self.ip}::{self.peer[1]}"
+
+
 class RulesSession(Session):
     """aiosmtpd's Session with the connection's rule applied (the same values on the new
     Session aiosmtpd makes after STARTTLS):
@@ -64,9 +127,19 @@ class RulesSession(Session):
     * ``decision``: the :class:`cdbrules.Decision` of the rules lookup.
     """
 
-    tcp_env: Mapping[str, str] = _NO_ENV
-    relayclient: Optional[str] = None
-    decision: Optional[Decision] = None
+    _conn: Optional[_Conn] = None
+
+    @property
+    def tcp_env(self) -> Mapping[str, str]:
+        return _NO_ENV if self._conn is None else self._conn.tcp_env()
+
+    @property
+    def relayclient(self) -> Optional[str]:
+        return None if self._conn is None else self._conn.relayclient()
+
+    @property
+    def decision(self) -> Optional[Decision]:
+        return None if self._conn is None else self._conn.decision
 
 
 class _Listener:
@@ -89,8 +162,8 @@ class _Listener:
             if isinstance(rcpthosts, (str, bytes)):
                 raise TypeError("rcpthosts must be a set of host names or a function, not one string")
             rcpthosts = frozenset(h.lower() for h in rcpthosts)
-        # tcpserver reads the file again for every connection: a path is checked each time
-        self.rules = rules if isinstance(rules, Rules) else Rules(rules, reload_interval=0)
+        # a path: reloaded as Rules reloads (its file checked at most once a second)
+        self.rules = rules if isinstance(rules, Rules) else Rules(rules)
         self.deny = deny
         self.rcpthosts = rcpthosts
         self.rbl_check = rbl_check
@@ -103,6 +176,19 @@ class _Listener:
         self._lock = threading.Lock()
         self.open = 0
         self.per_ip: Dict[str, int] = {}
+        self._facts: Dict[bytes, _Facts] = {}
+
+    def facts(self, d: Decision) -> "_Facts":
+        """What the variables of d's rule mean (qmailenv's readings), read once per rule:
+        Decision objects, and their data, are shared by every client of the rule."""
+        f = self._facts.get(d.data)
+        if f is None:
+            env = d.env
+            f = _Facts(qmailenv.relayclient(env), qmailenv.maxconnip(env), qmailenv.rblsmtpd(env),
+                       "RBLSMTPD" in env, qmailenv.databytes(env))
+            if len(self._facts) < _FACTS_MAX:
+                self._facts[d.data] = f
+        return f
 
     @classmethod
     def split(cls, rules: Union[PathLike, Rules, "_Listener"], kwargs: Dict[str, Any]) -> "_Listener":
@@ -144,35 +230,26 @@ class _Listener:
                 del self.per_ip[ip]
 
 
-class _Conn:
-    """The state of one connection of a RulesSMTP, kept across STARTTLS."""
-
-    __slots__ = ("listener", "state", "ip", "where", "rbl", "chkuser", "counted", "counted_ip")
-
-    def __init__(self, listener: _Listener) -> None:
-        self.listener = listener
-        self.state = _NEW
-        self.ip = ""
-        self.where: Tuple[Any, ...] = ()  # the connection as tcpserver -v writes it, for the log
-        self.rbl: Optional[RblBlock] = None
-        self.chkuser: Optional[qmailenv.Chkuser] = None
-        self.counted = False
-        self.counted_ip: Optional[str] = None
-
-
 def _ip_port(addr: Any) -> Tuple[str, str]:
     """tcpserver's text for a socket address (ValueError/TypeError when it has no IP).  An
     AF_INET address is already written as tcpserver writes it (a dotted quad)."""
-    if isinstance(addr, tuple) and len(addr) == 2 and isinstance(addr[0], str) and ":" not in addr[0]:
-        return addr[0], str(addr[1])
-    return tcpserver_ip(addr), str(addr[1])
+    return _ip(addr), str(addr[1])
+
+
+def _ip(addr: Any) -> str:
+    if type(addr) is tuple and len(addr) == 2 and type(addr[0]) is str and ":" not in addr[0]:
+        ip: str = addr[0]
+        return ip
+    return tcpserver_ip(addr)
 
 
 class RulesSMTP(SMTP):
     """An aiosmtpd ``SMTP`` server obeying a tcpserver rules file.
 
-    * ``rules``: the compiled rules, a path (read again whenever it changes, as tcpserver
-      does) or a :class:`cdbrules.Rules` (which reloads as it was told to);
+    * ``rules``: the compiled rules, a path or a :class:`cdbrules.Rules`.  A path is
+      reloaded as ``Rules(path)`` reloads: when the file was replaced, at most a second
+      later; pass ``Rules(path, reload_interval=0)`` to check it at every connection, as
+      tcpserver does, or ``Rules(path, missing_ok=True)`` for ``tcpserver -X``;
     * ``deny``: what a client that the rules deny gets: ``"554"`` (a 554 greeting, then 503
       to everything but QUIT, closed after ``deny_commands`` commands (10) or
       ``deny_seconds`` seconds (30)) or ``"drop"`` (closed without a byte, as tcpserver does);
@@ -196,15 +273,9 @@ class RulesSMTP(SMTP):
     alone counts only itself (MAXCONNIP=0 still refuses).
     """
 
-    # aiosmtpd's SMTP() looks at every attribute of the new object, for each connection:
-    # the state of the connection is one object (_Conn), the work is done by functions.
-
-    #: The environment of this connection (see :class:`RulesSession`).
-    tcp_env: Mapping[str, str] = _NO_ENV
-    #: RELAYCLIENT's value, or None.
-    relayclient: Optional[str] = None
-    #: The rules' Decision for this client (None until it is made).
-    decision: Optional[Decision] = None
+    # aiosmtpd's SMTP() looks at every attribute of each new server, and a connection does
+    # much besides: the state is one object (_Conn), the work is done by functions, and
+    # nothing is made before it is needed.
 
     def __init__(self, handler: Any, *, rules: Union[PathLike, Rules, _Listener], deny: str = "554",
                  rcpthosts: Optional[RcptHosts] = None, **kwargs: Any) -> None:
@@ -213,8 +284,8 @@ class RulesSMTP(SMTP):
         else:
             kwargs.update(deny=deny, rcpthosts=rcpthosts)
             listener = _Listener.split(rules, kwargs)
-        super().__init__(handler, **kwargs)
         self._c = _Conn(listener)
+        super().__init__(handler, **kwargs)
 
     @classmethod
     def factory(cls, handler: Any, *, rules: Union[PathLike, Rules], **kwargs: Any) -> Callable[[], "RulesSMTP"]:
@@ -223,37 +294,54 @@ class RulesSMTP(SMTP):
         listener = _Listener.split(rules, kwargs)
         return lambda: cls(handler, rules=listener, **kwargs)
 
+    @property
+    def tcp_env(self) -> Mapping[str, str]:
+        """The environment of this connection (see :class:`RulesSession`)."""
+        return self._c.tcp_env()
+
+    @property
+    def relayclient(self) -> Optional[str]:
+        """RELAYCLIENT's value, or None."""
+        return self._c.relayclient()
+
+    @property
+    def decision(self) -> Optional[Decision]:
+        """The rules' Decision for this client (None until it is made)."""
+        return self._c.decision
+
     def _create_session(self) -> Session:
-        return RulesSession(self.loop)
+        s = RulesSession(self.loop)
+        s._conn = self._c
+        return s
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        session = self.session
-        if self._c.state != _NEW:  # the TLS transport after STARTTLS: a new Session, same client
-            _attach(self, session)
+        c = self._c
+        if c.state != _NEW:  # the TLS transport after STARTTLS: a new Session, same client
             return
-        self._c.state = _PENDING
-        if not self._c.listener.enter():
-            self._c.state = _BUSY
-            log.info("busy %r: max_connections %d are open", transport.get_extra_info("peername"),
-                     self._c.listener.max_connections)
-            return
-        self._c.counted = True
+        c.state = _PENDING
+        listener = c.listener
+        if listener.max_connections is not None:
+            if not listener.enter():
+                c.state = _BUSY
+                log.info("busy %r: max_connections %d are open", transport.get_extra_info("peername"),
+                         listener.max_connections)
+                return
+            c.counted = True
         if self._proxy_timeout is None:  # with PROXY, the address in its header decides
             _decide(self, transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
-            if self._c.state == _DROP:
+            if c.state == _DROP:
                 transport.close()
-        else:
-            _attach(self, session)
 
     def connection_lost(self, error: Optional[Exception]) -> None:
         # aiosmtpd may call this twice (a failed TLS handshake): count each connection once
-        if self._c.counted:
-            self._c.counted = False
-            self._c.listener.leave()
-        if self._c.counted_ip is not None:
-            self._c.listener.leave_ip(self._c.counted_ip)
-            self._c.counted_ip = None
+        c = self._c
+        if c.counted:
+            c.counted = False
+            c.listener.leave()
+        if c.counted_ip is not None:
+            c.listener.leave_ip(c.counted_ip)
+            c.counted_ip = None
         super().connection_lost(error)
 
     async def _handle_client(self) -> None:
@@ -274,76 +362,49 @@ class RulesSMTP(SMTP):
 # -- the decision -------------------------------------------------------------------------
 
 
-def _attach(srv: RulesSMTP, s: Optional[Session]) -> None:
-    if s is None:
-        return
-    rs = cast(RulesSession, s)
-    rs.tcp_env = srv.tcp_env
-    rs.relayclient = srv.relayclient
-    rs.decision = srv.decision
-
-
 def _decide(srv: RulesSMTP, peer: Any, sock: Any) -> None:
-    """Look the client up; set the environment and what the connection gets."""
-    listener = srv._c.listener
+    """Look the client up and set what the connection gets."""
+    c = srv._c
+    listener = c.listener
+    c.peer, c.sock = peer, sock
     try:
-        ip, port = _ip_port(peer)
-        local_ip, local_port = _ip_port(sock)
+        ip = c.ip = _ip(peer)
     except (ValueError, TypeError, IndexError):
-        srv._c.state = _DROP
+        c.state = _DROP
         log.warning("drop %r: not a TCP/IP client, the rules cannot be applied", peer)
         return
-    srv._c.ip = ip
-    local = listener.local_name
-    srv._c.where = (local or "", local_ip, local_port, ip, port)
     try:
         d = listener.rules.check(ip)
     except (OSError, ValueError, MemoryError) as e:  # tcpserver drops when it cannot read
-        srv._c.state = _DROP
-        log.warning("drop %s: unable to read %s: %s", _where(srv), listener.rules.path, e)
+        c.state = _DROP
+        log.warning("drop %s: unable to read %s: %s", c.where(), listener.rules.path, e)
         return
-    env = {"PROTO": "TCP6" if ":" in ip else "TCP", "TCPLOCALIP": local_ip, "TCPLOCALPORT": local_port}
-    if local is not None:
-        env["TCPLOCALHOST"] = local
-    env["TCPREMOTEIP"] = ip
-    env["TCPREMOTEPORT"] = port
-    if d.env:
-        env.update(d.env)
-    srv.tcp_env = MappingProxyType(env)
-    srv.decision = d
-    srv.relayclient = qmailenv.relayclient(env)
-    _attach(srv, srv.session)
+    c.decision = d
+    c.env = None
+    f = c.facts = listener.facts(d)
     if not d.allowed:
-        srv._c.state = _DENY if listener.deny == "554" else _DROP
+        c.state = _DENY if listener.deny == "554" else _DROP
         if log.isEnabledFor(logging.INFO):
-            log.info("deny %s", _where(srv))
+            log.info("deny %s", c.where())
         return
-    limit = qmailenv.maxconnip(env)
-    if limit is not None:
-        if not listener.enter_ip(ip, limit):
-            srv._c.state = _BUSY
-            log.info("busy %s: MAXCONNIP=%d", _where(srv), limit)
+    if f.maxconnip is not None:
+        if not listener.enter_ip(ip, f.maxconnip):
+            c.state = _BUSY
+            log.info("busy %s: MAXCONNIP=%d", c.where(), f.maxconnip)
             return
-        srv._c.counted_ip = ip
-    srv._c.rbl = qmailenv.rblsmtpd(env)
-    size = qmailenv.databytes(env)
-    if size is not None:
-        srv.data_size_limit = size or None
+        c.counted_ip = ip
+    c.rbl = f.rbl
+    if f.databytes is not None:
+        srv.data_size_limit = f.databytes or None
         # a limit DATABYTES set is refused in qmail-smtpd's words (an instance attribute:
         # aiosmtpd calls self.push for every reply; only these connections pay for it)
-        srv.__dict__["push"] = functools.partial(_push_databytes, srv, srv.push)
-    srv._c.state = _OK
+        srv.__dict__["push"] = functools.partial(_push_databytes, srv.push)
+    c.state = _OK
     if log.isEnabledFor(logging.INFO):
-        log.info("ok %s", _where(srv))
+        log.info("ok %s", c.where())
 
 
-def _where(srv: RulesSMTP) -> str:
-    """The connection as ``tcpserver -v`` names it: local host, IP and port, then remote
-    host (none: no DNS), IP, info (none: no ident) and port."""
-    return "%s:%s:%s :%s::%s" % srv._c.where
-
-
-async def _push_databytes(srv: RulesSMTP, push: Callable[[Any], Awaitable[None]], status: Any) -> None:
+async def _push_databytes(push: Callable[[Any], Awaitable[None]], status: Any) -> None:
     if isinstance(status, str) and status.startswith("552 Error:"):
         status = qmailenv.REPLY_DATABYTES
     await push(status)
@@ -355,14 +416,18 @@ async def _push_databytes(srv: RulesSMTP, push: Callable[[Any], Awaitable[None]]
 async def _admit(srv: RulesSMTP) -> bool:
     """Answer a client that gets no SMTP session (denied, blocked, over a limit) and return
     False; True for a client whose session goes on."""
-    state = srv._c.state
+    c = srv._c
+    state = c.state
     if state == _OK:
-        if srv._c.rbl is None and "RBLSMTPD" not in srv.tcp_env and srv._c.listener.rbl_check is not None:
-            srv._c.rbl = await _ask_rbl(srv, srv._c.listener.rbl_check)
-        if srv._c.rbl is None:
-            return True
-        log.info("rbl %s: %s", _where(srv), srv._c.rbl.reply)
-        await _rblsmtpd(srv, srv._c.rbl.reply)
+        if c.rbl is None:
+            check = c.listener.rbl_check
+            if check is None or (c.facts is not None and c.facts.rblsmtpd_set):
+                return True
+            c.rbl = await _ask_rbl(srv, check)
+            if c.rbl is None:
+                return True
+        log.info("rbl %s: %s", c.where(), c.rbl.reply)
+        await _rblsmtpd(srv, c.rbl.reply)
     elif state == _DENY:
         await _refuse(srv)
     elif state == _BUSY:
@@ -450,14 +515,16 @@ async def _proxy(srv: RulesSMTP, data: Any) -> Any:
 
 async def _rcpt(srv: RulesSMTP, address: str, options: Any) -> Any:
     """chkuser's limits, then qmail's rcpthosts, then the handler with RELAYCLIENT's suffix."""
-    chk = srv._c.chkuser
+    c = srv._c
+    chk = c.chkuser
     if chk is None:  # the first recipient (no command is read before the decision)
-        chk = srv._c.chkuser = qmailenv.Chkuser(srv.tcp_env)
+        assert c.decision is not None
+        chk = c.chkuser = qmailenv.Chkuser(c.decision.env)
     reply = chk.recipient()
     if reply is not None:
         return reply
-    relay = srv.relayclient
-    hosts = srv._c.listener.rcpthosts
+    relay = c.relayclient()
+    hosts = c.listener.rcpthosts
     if (relay is None and hosts is not None and not (srv.session is not None and srv.session.authenticated)
             and not qmailenv.rcpthosts_allows(hosts, address)):
         return qmailenv.REPLY_RCPTHOSTS
