@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gc
+import logging
 import os
 import smtplib
 import socket
@@ -23,12 +24,18 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-if os.environ.get("CI") != "true":  # CI installs the test extras, which bring aiosmtpd: no skip there
+from helpers import linux_only, under_ci  # noqa: E402
+
+if not under_ci():  # CI installs the test extras, which bring aiosmtpd: no skip there
     pytest.importorskip("aiosmtpd", reason="needs the 'aiosmtpd' extra: pip install 'cdbrules[aiosmtpd]'")
 
 import cdbrules  # noqa: E402
 from cdbrules import qmailenv  # noqa: E402
 from cdbrules.aiosmtpd import RulesController, RulesSMTP  # noqa: E402
+
+# Clients come from 127.0.0.2, 127.0.0.3, ...: Linux answers for all of 127.0.0.0/8 on lo,
+# macOS only for 127.0.0.1.
+pytestmark = linux_only("every address of 127.0.0.0/8 on the loopback interface (the clients' sources)")
 
 TIMEOUT = 10.0
 
@@ -202,9 +209,11 @@ def wait_until(cond: Any, what: str) -> None:
 # -- denied clients ------------------------------------------------------------------------
 
 
-def test_deny_554_then_503_then_221(serve: Any) -> None:
+def test_deny_554_then_503_then_221(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="cdbrules.aiosmtpd")
     ctrl, rec = serve()
     c = Raw(ctrl, "127.0.0.2")
+    port = c.sock.getsockname()[1]
     assert c.reply() == b"554 mx.test 5.7.1 no SMTP service here for your address"
     assert c.cmd(b"EHLO client.test") == b"503 5.5.1 no SMTP service here, only QUIT"
     assert c.cmd(b"MAIL FROM:<a@b.test>") == b"503 5.5.1 no SMTP service here, only QUIT"
@@ -215,6 +224,11 @@ def test_deny_554_then_503_then_221(serve: Any) -> None:
         client(ctrl, "127.0.0.2")
     assert e.value.smtp_code == 554
     assert rec.from_ip("127.0.0.2") == []
+    # tcpserver -v's line, without the pid
+    assert f"deny mx.test:127.0.0.1:{ctrl.port} :127.0.0.2::{port}" in caplog.messages
+    with client(ctrl, "127.0.0.14") as s:
+        port = s.sock.getsockname()[1]
+    assert f"ok mx.test:127.0.0.1:{ctrl.port} :127.0.0.14::{port}" in caplog.messages
 
 
 def test_deny_closes_after_a_few_commands_or_seconds(serve: Any) -> None:
