@@ -807,7 +807,8 @@ def test_load_2000_connections_while_recompiling(serve: Any, tmp_path: Path) -> 
     assert ctrl._listener.per_ip == {}
     gc.collect()
     assert len(live) <= 2  # at most the controller's last server and its trigger
-    assert _rss() - rss0 < 32 << 20
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan holds freed memory in quarantine
+        assert _rss() - rss0 < 32 << 20
     assert rec.calls == []
 
 
