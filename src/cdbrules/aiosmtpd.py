@@ -49,11 +49,13 @@ RblCheck = Callable[[str], Awaitable[Union[None, str, RblBlock]]]
 
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
 
-# What the connection was found to be (RulesSMTP._state).
+# What the connection was found to be (_Conn.state).
 _NEW, _PENDING, _OK, _DENY, _DROP, _BUSY = range(6)
 
 
 class _Facts(NamedTuple):
+    """What qmail's programs make of one rule's variables (see :mod:`cdbrules.qmailenv`)."""
+
     relayclient: Optional[str]
     maxconnip: Optional[int]
     rbl: Optional[RblBlock]
