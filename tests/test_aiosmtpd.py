@@ -599,8 +599,9 @@ def _proxy_v2(src: str, dst: str, sport: int, dport: int, local: bool = False) -
     sig = b"\r\n\r\n\x00\r\nQUIT\n"
     if local:
         return sig + bytes([0x20, 0x00]) + struct.pack("!H", 0)
-    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
-    return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+    fam, family = (socket.AF_INET6, 0x21) if ":" in src else (socket.AF_INET, 0x11)
+    body = socket.inet_pton(fam, src) + socket.inet_pton(fam, dst) + struct.pack("!HH", sport, dport)
+    return sig + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
 
 
 def test_proxy_v1_and_v2(serve: Any) -> None:
@@ -634,6 +635,15 @@ def test_proxy_v1_and_v2(serve: Any) -> None:
     c.send(_proxy_v2("127.0.0.2", "192.0.2.25", 6666, 25))
     assert c.reply().startswith(b"554 ")
     c.close()
+    # v2 for an IPv6 client: tcpserver's text for it, PROTO=TCP6
+    c = Raw(ctrl, "127.0.0.30")
+    c.send(_proxy_v2("2001:db8:0:1:1:1:1:1", "2001:db8::25", 7777, 25))
+    assert c.reply().startswith(b"220 mx.test")
+    for line in (b"HELO c.test", b"MAIL FROM:<a@b.test>", b"RCPT TO:<x@example.org>", b"DATA", b"hi\r\n."):
+        assert c.cmd(line)[:1] in (b"2", b"3")
+    c.close()
+    env = rec.mails[-1]["env"]
+    assert (env["PROTO"], env["TCPREMOTEIP"], env["TCPLOCALIP"]) == ("TCP6", "2001:db8::1:1:1:1:1", "2001:db8::25")
     # v2 LOCAL (the proxy's own health check): the connection's own address decides
     c = Raw(ctrl, "127.0.0.2")
     c.send(_proxy_v2("", "", 0, 0, local=True))
@@ -646,6 +656,29 @@ def test_proxy_v1_and_v2(serve: Any) -> None:
     c.close()
     assert rec.from_ip("127.0.0.2") == [] and rec.from_ip("127.0.0.3") == []
     assert rec.half_made == []
+
+
+def test_proxy_hook_of_the_handler_runs_after_the_decision(serve: Any) -> None:
+    class Picky(Recorder):
+        async def handle_PROXY(self, server: Any, session: Any, envelope: Any, data: Any) -> bool:
+            self._seen(session, "PROXY")
+            return data.src_port != 6666  # the handler's own refusal: closed by aiosmtpd
+
+    rec = Picky()
+    ctrl, _ = serve(handler=rec, proxy_protocol_timeout=3)
+    c = Raw(ctrl, "127.0.0.30")
+    c.send(b"PROXY TCP4 127.0.0.2 192.0.2.25 5555 25\r\n")  # denied: the handler is not asked
+    assert c.reply().startswith(b"554 ")
+    c.close()
+    c = Raw(ctrl, "127.0.0.30")
+    c.send(b"PROXY TCP4 127.0.0.13 192.0.2.25 6666 25\r\n")
+    assert c.f.read() == b""
+    c.close()
+    c = Raw(ctrl, "127.0.0.30")
+    c.send(b"PROXY TCP4 127.0.0.13 192.0.2.25 5555 25\r\n")
+    assert c.reply().startswith(b"220 ")
+    c.close()
+    assert rec.calls == [("127.0.0.13", "PROXY"), ("127.0.0.13", "PROXY")] and rec.half_made == []
 
 
 def test_proxy_with_drop(serve: Any) -> None:
