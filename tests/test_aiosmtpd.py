@@ -604,13 +604,20 @@ def _proxy_v2(src: str, dst: str, sport: int, dport: int, local: bool = False) -
     return sig + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
 
 
+def proxied(ctrl: Any, header: bytes, ip: str = "127.0.0.30") -> bytes:
+    """The first reply to a client that sends a PROXY header (b"" when closed at once)."""
+    c = Raw(ctrl, ip)
+    try:
+        c.send(header)
+        return c.reply()
+    finally:
+        c.close()
+
+
 def test_proxy_v1_and_v2(serve: Any) -> None:
     ctrl, rec = serve(proxy_protocol_timeout=3)
     # v1: the proxied source decides, the proxy's own address does not
-    c = Raw(ctrl, "127.0.0.30")
-    c.send(b"PROXY TCP4 127.0.0.2 192.0.2.25 5555 25\r\n")
-    assert c.reply().startswith(b"554 ")
-    c.close()
+    assert proxied(ctrl, b"PROXY TCP4 127.0.0.2 192.0.2.25 5555 25\r\n").startswith(b"554 ")
     c = Raw(ctrl, "127.0.0.2")  # the denied address as a proxy, for an allowed client
     c.send(b"PROXY TCP4 127.0.0.13 192.0.2.25 5555 25\r\n")
     assert c.reply().startswith(b"220 mx.test")
@@ -631,10 +638,7 @@ def test_proxy_v1_and_v2(serve: Any) -> None:
     assert c.cmd(b"MAIL FROM:<a@b.test>") == b"250 mx.test"
     assert c.cmd(b"RCPT TO:<x@example.org>") == b"553 Blocked: see http://rbl.example/"
     c.close()
-    c = Raw(ctrl, "127.0.0.30")
-    c.send(_proxy_v2("127.0.0.2", "192.0.2.25", 6666, 25))
-    assert c.reply().startswith(b"554 ")
-    c.close()
+    assert proxied(ctrl, _proxy_v2("127.0.0.2", "192.0.2.25", 6666, 25)).startswith(b"554 ")
     # v2 for an IPv6 client: tcpserver's text for it, PROTO=TCP6
     c = Raw(ctrl, "127.0.0.30")
     c.send(_proxy_v2("2001:db8:0:1:1:1:1:1", "2001:db8::25", 7777, 25))
@@ -645,15 +649,9 @@ def test_proxy_v1_and_v2(serve: Any) -> None:
     env = rec.mails[-1]["env"]
     assert (env["PROTO"], env["TCPREMOTEIP"], env["TCPLOCALIP"]) == ("TCP6", "2001:db8::1:1:1:1:1", "2001:db8::25")
     # v2 LOCAL (the proxy's own health check): the connection's own address decides
-    c = Raw(ctrl, "127.0.0.2")
-    c.send(_proxy_v2("", "", 0, 0, local=True))
-    assert c.reply().startswith(b"554 ")
-    c.close()
+    assert proxied(ctrl, _proxy_v2("", "", 0, 0, local=True), "127.0.0.2").startswith(b"554 ")
     # a broken header: closed before anything reaches the handler
-    c = Raw(ctrl, "127.0.0.13")
-    c.send(b"HELO there\r\n")
-    assert c.f.read() == b""
-    c.close()
+    assert proxied(ctrl, b"HELO there\r\n", "127.0.0.13") == b""
     assert rec.from_ip("127.0.0.2") == [] and rec.from_ip("127.0.0.3") == []
     assert rec.half_made == []
 
@@ -670,23 +668,14 @@ def test_proxy_hook_of_the_handler_runs_after_the_decision(serve: Any) -> None:
     c.send(b"PROXY TCP4 127.0.0.2 192.0.2.25 5555 25\r\n")  # denied: the handler is not asked
     assert c.reply().startswith(b"554 ")
     c.close()
-    c = Raw(ctrl, "127.0.0.30")
-    c.send(b"PROXY TCP4 127.0.0.13 192.0.2.25 6666 25\r\n")
-    assert c.f.read() == b""
-    c.close()
-    c = Raw(ctrl, "127.0.0.30")
-    c.send(b"PROXY TCP4 127.0.0.13 192.0.2.25 5555 25\r\n")
-    assert c.reply().startswith(b"220 ")
-    c.close()
+    assert proxied(ctrl, b"PROXY TCP4 127.0.0.13 192.0.2.25 6666 25\r\n") == b""
+    assert proxied(ctrl, b"PROXY TCP4 127.0.0.13 192.0.2.25 5555 25\r\n").startswith(b"220 ")
     assert rec.calls == [("127.0.0.13", "PROXY"), ("127.0.0.13", "PROXY")] and rec.half_made == []
 
 
 def test_proxy_with_drop(serve: Any) -> None:
     ctrl, rec = serve(proxy_protocol_timeout=3, deny="drop")
-    c = Raw(ctrl, "127.0.0.30")
-    c.send(b"PROXY TCP4 127.0.0.2 192.0.2.25 5555 25\r\n")
-    assert c.f.read() == b""
-    c.close()
+    assert proxied(ctrl, b"PROXY TCP4 127.0.0.2 192.0.2.25 5555 25\r\n") == b""
     assert rec.calls == []
 
 
