@@ -61,6 +61,8 @@ class _Facts(NamedTuple):
     rbl: Optional[RblBlock]
     rblsmtpd_set: bool
     databytes: Optional[int]
+    rcpt_limit: Optional[int]
+    wrong_limit: Optional[int]
 
 
 # Rules whose readings are kept (a bound for a hostile file; past it they are read again).
@@ -187,7 +189,8 @@ class _Listener:
         if f is None:
             env = d.env
             f = _Facts(qmailenv.relayclient(env), qmailenv.maxconnip(env), qmailenv.rblsmtpd(env),
-                       "RBLSMTPD" in env, qmailenv.databytes(env))
+                       "RBLSMTPD" in env, qmailenv.databytes(env), qmailenv.chkuser_limit(env, "CHKUSER_RCPTLIMIT"),
+                       qmailenv.chkuser_limit(env, "CHKUSER_WRONGRCPTLIMIT"))
             if len(self._facts) < _FACTS_MAX:
                 self._facts[d.data] = f
         return f
@@ -518,11 +521,12 @@ async def _proxy(srv: RulesSMTP, data: Any) -> Any:
 async def _rcpt(srv: RulesSMTP, address: str, options: Any) -> Any:
     """chkuser's limits, then qmail's rcpthosts, then the handler with RELAYCLIENT's suffix."""
     c = srv._c
+    f = c.facts
+    assert f is not None  # no command is read before the decision
     chk = c.chkuser
-    if chk is None:  # the first recipient (no command is read before the decision)
-        assert c.decision is not None
-        chk = c.chkuser = qmailenv.Chkuser(c.decision.env)
-    reply = chk.recipient()
+    if chk is None:  # the first recipient
+        chk = c.chkuser = qmailenv.Chkuser()
+    reply = chk.recipient(f.rcpt_limit)
     if reply is not None:
         return reply
     relay = c.relayclient()
@@ -541,7 +545,7 @@ async def _rcpt(srv: RulesSMTP, address: str, options: Any) -> Any:
         srv.envelope.rcpt_options.extend(options)
         return "250 OK"
     if isinstance(status, str) and status[:1] == "5":
-        chk.wrong()
+        chk.wrong(f.wrong_limit)
     return status
 
 

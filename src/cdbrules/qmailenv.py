@@ -155,38 +155,38 @@ def rcpthosts_allows(rcpthosts: RcptHosts, address: str) -> bool:
 
 
 class Chkuser:
-    """chkuser's recipient counters for one SMTP connection (CHKUSER_RCPTLIMIT and
-    CHKUSER_WRONGRCPTLIMIT), kept as chkuser keeps them: neither RSET nor a new MAIL resets
-    them, and once a limit is reached every later recipient is refused.
+    """chkuser's recipient counters for one SMTP connection, kept as chkuser keeps them:
+    neither RSET nor a new MAIL resets them, and once a limit is reached every later
+    recipient is refused.  The limits are given with each count (as :func:`chkuser_limit`
+    reads them, None: no limit).
 
-    Call :meth:`recipient` for each RCPT that reaches the recipient check, and
-    :meth:`wrong` when the recipient turned out not to exist."""
+    Call :meth:`recipient` for each RCPT that reaches the recipient check, and :meth:`wrong`
+    when a recipient turned out not to exist."""
 
-    __slots__ = ("rcpt_limit", "wrong_limit", "recipients", "wrong_recipients", "tripped")
+    __slots__ = ("recipients", "wrong_recipients", "tripped")
 
-    def __init__(self, env: Env) -> None:
-        self.rcpt_limit = chkuser_limit(env, "CHKUSER_RCPTLIMIT")
-        self.wrong_limit = chkuser_limit(env, "CHKUSER_WRONGRCPTLIMIT")
-        self.recipients = 0
+    def __init__(self, recipients: int = 0) -> None:
+        self.recipients = recipients
         self.wrong_recipients = 0
         #: True once a limit was reached (chkuser's intrusion threshold).
         self.tripped = False
 
-    def recipient(self) -> Optional[str]:
-        """Count one recipient; return chkuser's reply when it must be refused
-        (:data:`REPLY_POLICY` after a limit was reached, :data:`REPLY_RCPTLIMIT` for the
-        recipient that reaches CHKUSER_RCPTLIMIT), None when the check goes on."""
+    def recipient(self, limit: Optional[int]) -> Optional[str]:
+        """Count one recipient against CHKUSER_RCPTLIMIT ``limit``; return chkuser's reply
+        when it must be refused (:data:`REPLY_POLICY` after a limit was reached,
+        :data:`REPLY_RCPTLIMIT` for the recipient that reaches the limit), None when the
+        check goes on."""
         if self.tripped:
             return REPLY_POLICY
         self.recipients += 1
-        if self.rcpt_limit is not None and self.recipients >= self.rcpt_limit:
+        if limit is not None and self.recipients >= limit:
             self.tripped = True
             return REPLY_RCPTLIMIT
         return None
 
-    def wrong(self) -> None:
-        """The recipient just counted does not exist: count it against
-        CHKUSER_WRONGRCPTLIMIT (its own reply stands; the next recipients are refused)."""
+    def wrong(self, limit: Optional[int]) -> None:
+        """A recipient does not exist: count it against CHKUSER_WRONGRCPTLIMIT ``limit``
+        (its own reply stands; once the limit is reached the next ones are refused)."""
         self.wrong_recipients += 1
-        if self.wrong_limit is not None and self.wrong_recipients >= self.wrong_limit:
+        if limit is not None and self.wrong_recipients >= limit:
             self.tripped = True
