@@ -113,15 +113,14 @@ class _Plan:
         self.databytes = databytes  # 0: no limit
 
 
-class _Session:
-    """chkuser's counters for one SMTP connection."""
+class _Session(qmailenv.Chkuser):
+    """chkuser's counters for one SMTP connection, and whether its last recipient is still
+    to be confirmed."""
 
-    __slots__ = ("rcpts", "wrongs", "tripped", "pending")
+    __slots__ = ("pending",)
 
     def __init__(self, rcpts: int) -> None:
-        self.rcpts = rcpts
-        self.wrongs = 0
-        self.tripped = False  # a limit was reached: every later recipient is refused
+        super().__init__(rcpts)
         self.pending = False  # a recipient went on to Postfix's checks and was not confirmed
 
 
@@ -267,17 +266,10 @@ class RulesPolicy:
             sessions.move_to_end(key)
         if s.pending:  # the previous recipient never reached the confirming call
             s.pending = False
-            s.wrongs += 1
-            if wronglimit is not None and s.wrongs >= wronglimit:
-                s.tripped = True
-        if s.tripped:
-            return qmailenv.REPLY_POLICY
-        s.rcpts += 1
-        if rcptlimit is not None and s.rcpts >= rcptlimit:
-            s.tripped = True
-            return qmailenv.REPLY_RCPTLIMIT
-        s.pending = wronglimit is not None
-        return None
+            s.wrong(wronglimit)
+        reply = s.recipient(rcptlimit)
+        s.pending = reply is None and wronglimit is not None
+        return reply
 
 
 def _session_key(attrs: Request) -> Tuple[bytes, ...]:
