@@ -31,6 +31,7 @@ COMMANDS: Dict[str, Command] = {
     "dump": Command("cdbtools", "dump", "print every record of a cdb file (drop-in for cdbdump)"),
     "get": Command("cdbtools", "get", "print the value of a key (drop-in for cdbget)"),
     "stats": Command("cdbtools", "stats", "count records and hash-table distances (drop-in for cdbstats)"),
+    "policyd": Command("policyd", None, "answer Postfix policy requests (check_policy_service) from a rules file"),
 }
 
 
