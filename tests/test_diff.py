@@ -152,6 +152,9 @@ def test_cli(tmp_path: Path) -> None:
     rc, out, _ = run_cli(["diff", "--json", old, new])
     obj = json.loads(out)
     assert rc == 1 and [c["kind"] for c in obj["changes"]] == ["changed", "changed", "removed", "added"]
+    (tmp_path / "nets").write_bytes(b"1.2.3.0/24:deny\n")
+    rc, out, _ = run_cli(["diff", "--cidr", old, str(tmp_path / "nets"), "--ip", "1.2.3.9", "1.2.3.4"])
+    assert rc == 1 and out == b'1.2.3.9: allow (no rule) -> deny (rule "1.2.3.")\n'
     (tmp_path / "bad").write_bytes(b"1.2.3.4:bogus\n")
     rc, out, err = run_cli(["diff", old, str(tmp_path / "bad")])
     assert rc == 100 and "bad:1:" in err

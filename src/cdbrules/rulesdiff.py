@@ -88,12 +88,12 @@ def is_cdb(path: PathLike) -> bool:
 
 
 @contextlib.contextmanager
-def _as_cdb(path: PathLike, work: str, tag: str) -> Iterator[str]:
+def _as_cdb(path: PathLike, work: str, tag: str, cidr: bool) -> Iterator[str]:
     if is_cdb(path):
         yield os.fsdecode(path)
         return
     out = os.path.join(work, f"{tag}.cdb")
-    compile_rules(path, out, out + ".tmp")
+    compile_rules(path, out, out + ".tmp", cidr=cidr)
     yield out
 
 
@@ -105,15 +105,16 @@ def _first_records(cdb: str) -> Dict[bytes, bytes]:
     return first
 
 
-def diff(old: PathLike, new: PathLike, *, ips: Sequence[str] = ()) -> RulesDiff:
+def diff(old: PathLike, new: PathLike, *, ips: Sequence[str] = (), cidr: bool = False) -> RulesDiff:
     """The keys whose rule differs between ``old`` and ``new`` (each a compiled file or rules
     text), removed and changed ones in the old file's order, then added ones in the new
-    file's; and for each of ``ips`` what tcpserver decides with either.
+    file's; and for each of ``ips`` what tcpserver decides with either.  ``cidr``: rules
+    text is compiled as ``compile --cidr`` compiles it.
 
     Rules text with a bad line raises :class:`cdbrules.RulesSyntaxError`, a damaged cdb
     :class:`cdbrules.CdbFormatError`, a file that cannot be read OSError."""
     with tempfile.TemporaryDirectory(dir=scratch_dir(), prefix="cdbrules-diff-") as work, \
-            _as_cdb(old, work, "old") as a, _as_cdb(new, work, "new") as b:
+            _as_cdb(old, work, "old", cidr) as a, _as_cdb(new, work, "new", cidr) as b:
         before, after = _first_records(a), _first_records(b)
         changes: List[KeyChange] = []
         for k, d in before.items():

@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("old", metavar="OLD", help="the old rules (a cdb file or rules text)")
     p.add_argument("new", metavar="NEW", help="the new rules (a cdb file or rules text)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--cidr", action="store_true", help="compile rules text as compile --cidr does")
     p.add_argument("--ip", metavar="IP", nargs="+", default=[],
                    help="client addresses (as tcpserver writes them) whose decision to compare")
     p.set_defaults(run=run)
@@ -92,7 +93,7 @@ def _json(r: RulesDiff, ns: argparse.Namespace) -> str:
 
 def run(ns: argparse.Namespace) -> int:
     try:
-        r = diff(ns.old, ns.new, ips=ns.ip)
+        r = diff(ns.old, ns.new, ips=ns.ip, cidr=ns.cidr)
     except (OSError, ValueError) as e:  # (ValueError: a bad rules line, a damaged cdb, an IP with a NUL)
         return failed(e, "diff")
     if ns.json:
