@@ -269,6 +269,11 @@ class Linter:
         self.skipped.append(n)
         t = p.text[:p.length]
         if not t.strip():
+            if b"\r" in t:
+                self._add(n, 1, "W201", "an empty line ending in a CR (Windows line ends): tcprules skips it, but "
+                          "the IPv6 build of tcprules hangs on it",
+                          "convert the file to Unix line ends (dos2unix, or sed -i 's/\\r$//')")
+                return
             self._add(n, 1, "W201", "a line of only blanks: tcprules skips it, but the IPv6 build of tcprules "
                       "hangs on it", "delete the blanks (an empty line is fine)")
             return
