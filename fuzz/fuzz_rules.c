@@ -279,11 +279,11 @@ static void
 cidr_model(const unsigned char *text, size_t n, const struct outcome *c)
 {
   struct model_line *ml = calloc(MODEL_LINES, sizeof *ml);
-  unsigned char *want = malloc(n + 2), key[16];
+  unsigned char *want = malloc(n + 2), *mk = malloc(n + 3), key[16];
   struct cdb db;
   uint32_t pos = 2048, klen, dlen, start;
   size_t nl, i;
-  FZ_CHECK(ml && want);
+  FZ_CHECK(ml && want && mk);
   nl = model_lines(text, n, ml, MODEL_LINES);
   FZ_CHECK(cdb_init(&db, c->file, c->len) == 0);
   for (start = pos; nl && cdb_seqnext(&db, &pos, &klen, &dlen) > 0; start = pos) {
@@ -302,9 +302,8 @@ cidr_model(const unsigned char *text, size_t n, const struct outcome *c)
       } else {
         uint64_t r;
         for (r = m->l.range ? m->l.bot : 0; m->l.range ? r <= m->l.top : r == 0; ++r) {
-          unsigned char mk[64];
-          size_t ml_ = m->l.sep + 3 <= sizeof mk ? rules_line_key(m->s, &m->l, r, mk) : 0;
-          if (m->l.sep + 3 <= sizeof mk && ml_ == klen && memcmp(mk, k, klen) == 0)
+          size_t mlen = rules_line_key(m->s, &m->l, r, mk); /* mk: room for any line's key */
+          if (mlen == klen && memcmp(mk, k, klen) == 0)
             len = 8 * cls;
         }
       }
@@ -337,6 +336,7 @@ cidr_model(const unsigned char *text, size_t n, const struct outcome *c)
   }
   free(ml);
   free(want);
+  free(mk);
 }
 
 /* With no network in the text, --cidr keeps the first record of every key. */
