@@ -86,6 +86,15 @@ def lacking(what: str) -> NoReturn:
     pytest.skip(f"{what}: not on this system" if on_linux() else f"{what}: Linux only ({sys.platform} here)")
 
 
+def system_env(**extra: str) -> Dict[str, str]:
+    """The environment for a system program (git, groff, Postfix): without the sanitizer
+    runtime that .ci/asan preloads for our extension, which reports bugs of those
+    programs, not ours."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
 def maxrss_kib(ru_maxrss: int) -> int:
     """getrusage()'s ru_maxrss in KiB: Linux counts it in KiB, macOS in bytes."""
     return ru_maxrss // 1024 if sys.platform == "darwin" else ru_maxrss

@@ -26,7 +26,7 @@ from typing import Dict, Iterator, List, Set, Tuple
 
 import pytest
 
-from helpers import under_ci
+from helpers import system_env, under_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -37,15 +37,7 @@ if not (ROOT / "pyproject.toml").exists() or not DOCS.is_dir():
 
 # Pages the index links that other branches add (CIDR, lint, SMTP integrations).  At merge
 # time each one lands and leaves this set; a page still listed here but present is an error.
-PENDING = {"networks.md", "lint.md", "aiosmtpd.md", "policyd.md"}
-
-
-def system_env(**extra: str) -> Dict[str, str]:
-    """The environment for a system program (git, groff): without the sanitizer runtime that
-    .ci/asan preloads for our extension, which reports bugs of those programs, not ours."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
-    env.update(extra)
-    return env
+PENDING: Set[str] = set()
 
 
 # -- the man page ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from ..cdbmake import make as make_cdb
 from ..errors import CdbFormatError, MakeInputError, SameFileError
 from ..reader import read_cdb
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, errstr as _errstr, say, system_error
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, errstr as _errstr, say, system_error, write_out as _write_out
 
 __all__ = ["dump", "get", "make", "stats"]
 
@@ -36,24 +36,6 @@ def _usage(ns: argparse.Namespace, message: str) -> NoReturn:
     """A usage error found after parsing: the parser's usage line and message, exit 100."""
     parser: argparse.ArgumentParser = ns.parser  # cli.Parser: error() exits 100
     parser.error(message)
-
-
-def _write_out(data: Any) -> Optional[int]:
-    """Write bytes to standard output, unbuffered; the exit code on failure, else None.
-
-    A reader that went away (EPIPE) is left to the dispatcher, as for every command.
-    """
-    view = memoryview(data)
-    try:
-        while view:
-            n = os.write(1, view)
-            view = view[n:]
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        say(f"fatal: unable to write output: {_errstr(e)}")
-        return EXIT_TEMP
-    return None
 
 
 def _open(path: str, short: str) -> Tuple[Any, Any, Optional[int]]:
