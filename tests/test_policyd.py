@@ -133,6 +133,15 @@ def test_client_name_is_the_host_unless_unknown(policy: RulesPolicy) -> None:
     assert answers(policy, "10.7.7.7", client_name="", reverse_client_name="mx.example.test")["RCPT"] == "DUNNO"
 
 
+def test_client_name_as_tcpserver_writes_it(policy: RulesPolicy) -> None:
+    """Postfix keeps the case and may give odd bytes; tcpserver writes lower case, no
+    trailing dot, other bytes as \\ooo: a name is never a reason to drop the request."""
+    assert answers(policy, "10.7.7.7", client_name="MX.Example.TEST")["RCPT"] == "REJECT Access denied"
+    assert answers(policy, "10.7.7.7", client_name="mx.example.test.")["RCPT"] == "REJECT Access denied"
+    assert answers(policy, "10.7.7.7", client_name="mx.exa mple.test")["RCPT"] == "DUNNO"
+    assert answers(policy, "10.7.7.7", client_name="a..b")["RCPT"] == "DUNNO"  # looked up without a host
+
+
 def test_not_a_policy_request_or_no_client_is_dunno(policy: RulesPolicy) -> None:
     assert ask_policy(policy, request("RCPT", client_address="10.0.0.1", request="junk")) == "DUNNO"
     req = request("RCPT")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .explainer import Explanation, explain
     from .errors import (CdbFormatError, MakeInputError, RulesSyntaxError, RulesTextError, SameFileError,
                          SizeLimitError, UnsafeTmpError)
-    from .iptext import tcpserver_ip
+    from .iptext import tcpserver_host, tcpserver_ip
     from .linter import Finding, lint
     from .reader import Reader
     from .rules import Decision, Rules
@@ -51,6 +51,7 @@ __all__ = [
     "explain",
     "lint",
     "make",
+    "tcpserver_host",
     "tcpserver_ip",
 ]
 
@@ -77,6 +78,7 @@ _WHERE: Dict[str, str] = {
     "explain": "explainer",
     "lint": "linter",
     "make": "cdbmake",
+    "tcpserver_host": "iptext",
     "tcpserver_ip": "iptext",
 }
 

@@ -39,7 +39,7 @@ import stat
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import qmailenv
-from .iptext import tcpserver_ip
+from .iptext import tcpserver_host, tcpserver_ip
 from .rules import Decision, Rules
 
 __all__ = [
@@ -151,6 +151,17 @@ def _client_ip6(address: bytes) -> str:
         return text
 
 
+@functools.lru_cache(maxsize=4096)
+def _client_host(name: bytes) -> Optional[str]:
+    """client_name as tcpserver writes TCPREMOTEHOST (:func:`cdbrules.tcpserver_host`: lower
+    case, no trailing dot, odd bytes as \\ooo); None for a name no PTR answer gives, which
+    is then looked up as a client without a host name."""
+    try:
+        return tcpserver_host(name)
+    except ValueError:
+        return None
+
+
 class RulesPolicy:
     """The action for a policy request, from the rule for its ``client_address``.
 
@@ -221,10 +232,8 @@ class RulesPolicy:
         # the rule: client_address as tcpserver writes it, client_name as the host
         name = get(b"client_name")
         ip = addr.decode("utf-8", "surrogateescape") if b":" not in addr else _client_ip6(addr)
-        if not name or name == b"unknown":
-            d = self._check(ip)
-        else:
-            d = self._check(ip, name.decode("utf-8", "surrogateescape"))
+        host = None if not name or name == b"unknown" else _client_host(name)
+        d = self._check(ip) if host is None else self._check(ip, host)
         p = self._plan_of(d.data) or self.plan(d)
         if p.fixed is not None:
             return p.fixed
