@@ -52,11 +52,11 @@ def _rows(path: Path, keys: List[bytes]) -> Tuple[List[Tuple[str, str, Dict[str,
     import cdbx
     from cdbrules import Reader
     from cdbrules._native import ffi, lib
-    from cdbrules.reader import open_map
+    from cdbrules.reader import read_cdb
 
     r = Reader(path)
     db = cdbx.CDB(str(path))
-    mm, c, buf = open_map(path)
+    _, c, buf, _, _ = read_cdb(path)
     closed = ffi.new("struct cdb *")
     g: Dict[str, object] = dict(keys=keys, f=lib.cdb_get, c=c, closed=closed, rget=r.get, r=r,
                                 xget=db.get, db=db)
@@ -77,7 +77,6 @@ def _rows(path: Path, keys: List[bytes]) -> Tuple[List[Tuple[str, str, Dict[str,
         r.close()
         db.close()
         ffi.release(buf)
-        mm.close()
 
     return [(name, stmt, g) for name, stmt in rows], close
 

@@ -3,7 +3,7 @@
 
     python bench/report.py                       # run `pytest bench`, print the tables
     python bench/report.py --json run.json       # tables from an earlier run
-    python bench/report.py --write-readme        # ... and put them into README.md
+    python bench/report.py --write-readme        # ... and put them into README.md, the chart into docs/
     python bench/report.py -- -k "get or rules"  # extra pytest arguments after --
     python bench/report.py --notes-from-readme   # only re-derive the prose from README's tables
 
@@ -13,7 +13,8 @@ The suite is run as ``pytest bench --benchmark-only --benchmark-disable-gc
 README.md is replaced (the markers must be there), and so is the prose about the targets
 between ``<!-- bench-notes:start -->`` and ``<!-- bench-notes:end -->``: every figure in it
 is read from those tables (``notes``), so it cannot drift from them; tests/test_readme.py
-checks that it has not.  Otherwise nothing is written.
+checks that it has not.  The scaling chart is drawn into docs/scaling.png (needs
+matplotlib, in the bench extra).  Otherwise nothing is written, unless --chart names a file.
 
 Numbers are medians.  Per-call rows (lookups) time a loop over many keys per round and
 divide by their count, minus the group's empty-loop row; process rows are the wall time of
@@ -48,7 +49,13 @@ GROUPS: Dict[str, Tuple[int, str, str]] = {
     "build": (4, "Building a cdb", "whole build, wall time"),
     "compile": (5, "Compiling rules text", "whole process, wall time"),
     "policyd": (6, "Postfix policy requests", "per request: cdbrules policyd beside the same server answering DUNNO with no lookup"),
+    "smtp": (7, "SMTP connections over loopback", "per connection: connect, greeting, EHLO, QUIT (wall time)"),
+    "compile-cidr": (8, "Compiling networks (compile --cidr)",
+                     "whole process, wall time; tcprules compiles the `cdbrules expand` text of the same networks"),
+    "rules-check-cidr": (9, "Rules lookup on the file compiled with --cidr",
+                         "ns per connection, IPv4 clients, half inside a listed network"),
 }
+CHART = ROOT / "docs" / "scaling.png"
 
 
 # -- reading a run --------------------------------------------------------------------------
@@ -57,6 +64,7 @@ GROUPS: Dict[str, Tuple[int, str, str]] = {
 class Row:
     def __init__(self, b: Dict[str, Any]) -> None:
         info = b.get("extra_info", {})
+        self.info: Dict[str, Any] = info
         self.group: str = b.get("group") or "?"
         self.lib: str = info.get("lib", b["name"])
         self.what: str = info.get("what", "")
@@ -184,6 +192,14 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
                 f"; over rounds alternating with the other row's: {', '.join(paired)})" if paired else ")")
         out.append([target, text, "yes" if x <= limit else "**no**"])
 
+    def rss(target: str, a: Optional[Row], b: Optional[Row], limit: float) -> None:
+        if a is None or b is None or not a.rss_kb or not b.rss_kb:
+            out.append([target, "not measured", "—"])
+            return
+        x = a.rss_kb / b.rss_kb
+        out.append([target, f"{x:.2f}× ({a.rss_kb / 1024:,.0f} vs {b.rss_kb / 1024:,.0f} MiB)",
+                    "yes" if x <= limit else "**no**"])
+
     def absolute(target: str, a: Optional[Row], limit: float) -> None:
         if a is None:
             out.append([target, "not measured", "—"])
@@ -204,15 +220,16 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
     c1 = _find(groups, f"compile-{big}", "cdbrules compile")
     t1 = _find(groups, f"compile-{big}", "tcprules v4")
     ratio(f"cdbrules compile ≤ 0.75× tcprules wall ({big} lines)", c1, t1, 0.75, "tcprules", "median")
-    if c1 is None or t1 is None or not c1.rss_kb or not t1.rss_kb:
-        out.append([f"cdbrules compile peak RSS ≤ 2× tcprules' ({big} lines)", "not measured", "—"])
-    else:
-        x = c1.rss_kb / t1.rss_kb
-        out.append([f"cdbrules compile peak RSS ≤ 2× tcprules' ({big} lines)",
-                    f"{x:.2f}× ({c1.rss_kb / 1024:,.0f} vs {t1.rss_kb / 1024:,.0f} MiB)",
-                    "yes" if x <= 2.0 else "**no**"])
+    rss(f"cdbrules compile peak RSS ≤ 2× tcprules' ({big} lines)", c1, t1, 2.0)
     ratio(f"cdbrules compile, {huge} lines ≤ 10.5× its {big}-line time",
           _find(groups, f"compile-{huge}", "cdbrules compile"), c1, 10.5, f"the {big} time", "median")
+    cc = _find(groups, f"compile-cidr-{big}", "cdbrules compile --cidr")
+    ct = _find(groups, f"compile-cidr-{big}", "tcprules v6")
+    ratio(f"compile --cidr ≤ 1.0× tcprules on the expand text ({big} networks)", cc, ct, 1.0, "tcprules", "median")
+    rss(f"compile --cidr peak RSS ≤ 2× tcprules' ({big} networks)", cc, ct, 2.0)
+    ratio(f"Rules.check on the --cidr file ≤ 1.0× the {big}-prefix row",
+          _find(groups, f"rules-check-cidr-{big}", "cdbrules Rules.check"),
+          _find(groups, f"rules-check-{big}", "cdbrules Rules.check"), 1.0, f"the {big}-prefix row")
     ratio("cdbrules policyd ≤ 1.2× the protocol floor's time per request (pipelined)",
           _find(groups, "policyd-pipelined", "cdbrules policyd 5000 requests written at once"),
           _find(groups, "policyd-pipelined", "floor: same server, DUNNO, no lookup 5000 requests written at once"),
@@ -224,6 +241,14 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
     ratio(f"cdbrules make ≤ 1.0× tinycdb cdb -c ({big} records)",
           _find(groups, f"build-{big}", "cdbrules make"), _find(groups, f"build-{big}", "tinycdb cdb -c"),
           1.0, "tinycdb", "median")
+    paired = next(iter(groups.get("smtp-paired", [])), None)
+    target = "RulesSMTP ≤ 1.03× plain aiosmtpd SMTP per connection (alternating blocks, CPU time)"
+    if paired is None or "paired_cpu_ratio" not in paired.info:
+        out.append([target, "not measured", "—"])
+    else:
+        x = paired.info["paired_cpu_ratio"]
+        out.append([target, f"{x:.3f}× (wall time {paired.info['paired_wall_ratio']:.3f}×)",
+                    "yes" if x <= 1.03 else "**no**"])
     return out
 
 
@@ -280,8 +305,74 @@ def render(groups: Dict[str, List[Row]], mi: Dict[str, Any], when: str) -> str:
     ]
     lines += _table(["target", "measured", "met"], targets(groups, big, huge), [1]) + [""]
     for name in sorted(groups, key=_group_key):
-        lines += group_table(name, groups[name])
+        # smtp-paired is a target line, the scale-* groups the chart's points: not tables
+        if name != "smtp-paired" and not name.startswith("scale-"):
+            lines += group_table(name, groups[name])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _size(label: str) -> float:
+    mult = {"k": 1e3, "M": 1e6}.get(label[-1:], 1.0)
+    return float(label[:-1] if label[-1:] in "kM" else label) * mult
+
+
+def _series(groups: Dict[str, List[Row]], prefixes: Sequence[str], label: str, field: str) -> List[Tuple[float, float]]:
+    """(size, value) points of the row called label in the groups named PREFIX-<size>; for a
+    size in groups of several prefixes, the first prefix's (rules-check-1k is the tcp.smtp-like
+    file, scale-check-1k the block list the chart means)."""
+    pts: Dict[float, Tuple[int, float]] = {}
+    for name, rows in groups.items():
+        prefix, _, size = name.rpartition("-")
+        if prefix not in prefixes:
+            continue
+        try:
+            n = _size(size)
+        except ValueError:
+            continue
+        rank = list(prefixes).index(prefix)
+        for r in rows:
+            if r.label == label and (n not in pts or rank < pts[n][0]):
+                pts[n] = (rank, getattr(r, field))
+    return sorted((n, v) for n, (_, v) in pts.items())
+
+
+def draw_chart(groups: Dict[str, List[Row]], path: Path, machine: str) -> bool:
+    """Compile time against lines, and Rules.check cost against prefixes, on log axes."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report: no matplotlib (pip install -e '.[bench]'): no chart drawn", file=sys.stderr)
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, name, style in (("cdbrules compile", "cdbrules compile", "o-"), ("tcprules v4", "tcprules", "s--")):
+        pts = _series(groups, ("scale-compile", "compile"), label, "median")
+        if pts:
+            left.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
+    left.set(xscale="log", yscale="log", xlabel="rules lines", ylabel="wall time, whole process (s)",
+             title="Compiling rules text")
+    for label, name, style in (("cdbrules Rules.check", "cdbrules Rules.check", "o-"),
+                               ("python+cdbx probes", "the same probes over cdbx", "s--"),
+                               ("pytricia get", "pytricia get", "^:")):
+        pts = _series(groups, ("scale-check", "rules-check"), label, "net")
+        if pts:
+            right.plot([p[0] for p in pts], [p[1] * 1e9 for p in pts], style, label=name)
+    right.set(xscale="log", xlabel="/24 prefixes in the block list", ylabel="ns per connection",
+              title="Rules lookup, open handle")
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    import textwrap
+
+    fig.suptitle(textwrap.fill(machine, 180), fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"report: chart written to {path}", file=sys.stderr)
+    return True
 
 
 def _label(n: int) -> str:
@@ -438,7 +529,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", type=Path, help="read this pytest-benchmark JSON instead of running the suite")
     p.add_argument("--out", type=Path, help="where the run writes its JSON (default .benchmarks/cdbrules-<date>.json)")
     p.add_argument("--write-readme", nargs="?", const=ROOT / "README.md", type=Path, metavar="README",
-                   help="replace the text between the bench markers in README.md (or the file given)")
+                   help="replace the text between the bench markers in README.md (or the file given), "
+                        f"and draw the scaling chart into {CHART.relative_to(ROOT)}")
+    p.add_argument("--chart", type=Path, help="draw the scaling chart into this file")
     p.add_argument("--notes-from-readme", action="store_true",
                    help="run nothing: re-derive the prose between the bench-notes markers from README's tables")
     ns = p.parse_args(args)
@@ -462,6 +555,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"report: no prose on the targets: the tables lack {e} (a partial run?)", file=sys.stderr)
     if ns.write_readme is not None:
         write_readme(ns.write_readme, text)
+    chart = ns.chart or (CHART if ns.write_readme is not None else None)
+    if chart is not None:
+        draw_chart(groups, chart, machine_line(mi, when).replace("**", ""))
     return 0
 
 

@@ -53,7 +53,7 @@ class Impl:
 def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
     try:
         from cdbrules._native import ffi, lib
-        from cdbrules.reader import open_map
+        from cdbrules.reader import read_cdb
     except ImportError as e:  # pragma: no cover - the package layout changed
         pytest.skip(f"cdbrules internals for the cffi rows are gone: {e}")
     cdb_get = lib.cdb_get
@@ -65,7 +65,7 @@ def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
                 cdb_get(closed, k, len(k))
 
         return Impl(run, None)
-    mm, c, buf = open_map(kf.path)
+    _, c, buf, _, _ = read_cdb(kf.path)
 
     def run_probe() -> None:
         for k in batches():
@@ -77,8 +77,7 @@ def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
         return r != 0
 
     def close() -> None:
-        ffi.release(buf)  # the map cannot close while cffi holds a view of it
-        mm.close()
+        ffi.release(buf)
 
     return Impl(run_probe, answer, close)
 

@@ -190,10 +190,10 @@ def test_rules_check(benchmark, rules: RulesFile, row: str) -> None:  # type: ig
             run = _empty(batches)
         elif row == "cffi rules_check_ip":
             from cdbrules._native import ffi, lib
-            from cdbrules.reader import open_map
+            from cdbrules.reader import read_cdb
 
-            mm, c, buf = open_map(rules.path)
-            closers.append(lambda: (ffi.release(buf), mm.close()))
+            _, c, buf, _, _ = read_cdb(rules.path)
+            closers.append(lambda: ffi.release(buf))
             rci = lib.rules_check_ip
             for ip in probes:
                 assert rci(c, ip.encode()) >= 0

@@ -15,6 +15,9 @@
 #define unlikely(x) (x)
 #endif
 
+/* Write all len bytes to fd (retrying after EINTR and short writes).  Return 0 or -1. */
+int cdb_write_all(int fd, const void *buf, size_t len) internal_function;
+
 static inline uint32_t
 cdb_unpack(const unsigned char *p)
 {

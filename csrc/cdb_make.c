@@ -19,9 +19,10 @@ struct cdb_make_chunk {
   uint32_t ent[]; /* 2 * cap: hash, position */
 };
 
-static int
-_cdb_make_write(int fd, const unsigned char *p, size_t len)
+int
+cdb_write_all(int fd, const void *buf, size_t len)
 {
+  const unsigned char *p = buf;
   while (len) {
     ssize_t w = write(fd, p, len);
     if (w < 0) {
@@ -40,7 +41,7 @@ _cdb_make_write(int fd, const unsigned char *p, size_t len)
 static int
 _cdb_make_flush(struct cdb_make *m)
 {
-  if (m->buflen && _cdb_make_write(m->fd, m->buf, m->buflen) < 0)
+  if (m->buflen && cdb_write_all(m->fd, m->buf, m->buflen) < 0)
     return -1;
   m->buflen = 0;
   return 0;
@@ -53,7 +54,7 @@ _cdb_make_putslow(struct cdb_make *m, const unsigned char *p, size_t len)
   if (_cdb_make_flush(m) < 0)
     return -1;
   if (len >= CDB_MAKE_BUFSIZE) /* large pieces go straight out */
-    return _cdb_make_write(m->fd, p, len);
+    return cdb_write_all(m->fd, p, len);
   memcpy(m->buf, p, len);
   m->buflen = len;
   return 0;
@@ -221,7 +222,7 @@ cdb_make_finish(struct cdb_make *m)
     return -1;
   if (lseek(m->fd, 0, SEEK_SET) < 0)
     return -1;
-  return _cdb_make_write(m->fd, header, sizeof header);
+  return cdb_write_all(m->fd, header, sizeof header);
 }
 
 void

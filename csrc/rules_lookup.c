@@ -228,17 +228,48 @@ rules_check_ip(const struct cdb *c, const char *ip)
   return rules_lookup(c, ip, strlen(ip), NULL, 0, NULL, 0);
 }
 
-long
-rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max)
+int64_t
+rules_check_tcp(const struct cdb *c, const char *ip, const char *host, const char *info, int forcev6)
+{
+  size_t iplen = strlen(ip), hostlen = host ? strlen(host) : 0;
+  if (!c->map) /* closed: say so before judging the text */
+    return errno = EBADF, -1;
+  if (!ip_is_tcpserver_text(ip, iplen, forcev6))
+    return RULES_BAD_IP;
+  if (host && !host_is_tcpserver_text(host, hostlen))
+    return RULES_BAD_HOST;
+  return rules_lookup(c, ip, iplen, host, hostlen, info, info ? strlen(info) : 0);
+}
+
+int64_t
+rules_check_tcpip(const struct cdb *c, const char *ip)
+{
+  return rules_check_tcp(c, ip, NULL, NULL, 0);
+}
+
+int64_t
+rules_check_tcpip6(const struct cdb *c, const char *ip)
+{
+  return rules_check_tcp(c, ip, NULL, NULL, 1);
+}
+
+/* rules_check_many() and rules_check_many_tcp(): check is -1 for the former
+ * (no address refused), else forcev6. */
+static long
+_rules_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max, int check)
 {
   const char *p = ips, *end = ips + len;
   size_t n = 0;
+  if (!c->map)
+    return errno = EBADF, -1;
   for (;;) {
     const char *z = memchr(p, 0, (size_t)(end - p));
     size_t l = z ? (size_t)(z - p) : (size_t)(end - p);
     if (n == max)
       return errno = EINVAL, -1;
-    if ((out[n++] = rules_lookup(c, p, l, NULL, 0, NULL, 0)) < 0)
+    if (check >= 0 && !ip_is_tcpserver_text(p, l, check))
+      out[n++] = RULES_BAD_IP;
+    else if ((out[n++] = rules_lookup(c, p, l, NULL, 0, NULL, 0)) < 0)
       return -1;
     if (!z)
       return (long)n;
@@ -246,26 +277,38 @@ rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out,
   }
 }
 
+long
+rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max)
+{
+  return _rules_many(c, ips, len, out, max, -1);
+}
+
+long
+rules_check_many_tcp(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max, int forcev6)
+{
+  return _rules_many(c, ips, len, out, max, forcev6 ? 1 : 0);
+}
+
 int
 rules_verify(const struct cdb *c)
 {
-  uint64_t total = 0;
+  uint64_t at;
   unsigned b;
   if (!c->map)
     return errno = EBADF, -1;
+  at = cdb_unpack(c->map); /* table 0 starts where the records end */
+  if (at < CDB_HEADER_SIZE)
+    return errno = EPROTO, -1;
   for (b = 0; b < 256; ++b) {
     uint32_t tpos = cdb_unpack(c->map + b * 8), slots = cdb_unpack(c->map + b * 8 + 4), i;
-    total += (uint64_t)slots * 8;
-    if (!slots)
-      continue;
-    if (tpos < CDB_HEADER_SIZE || (uint64_t)tpos + (uint64_t)slots * 8 > c->size ||
-        total > c->size - CDB_HEADER_SIZE)
+    if (tpos != at || at + (uint64_t)slots * 8 > c->size)
       return errno = EPROTO, -1;
+    at += (uint64_t)slots * 8;
     for (i = 0; i < slots; ++i) {
       uint32_t rpos = cdb_unpack(c->map + tpos + (size_t)i * 8 + 4), kpos, klen, dpos, dlen;
       if (rpos && cdb_record(c, rpos, &kpos, &klen, &dpos, &dlen) < 0)
         return -1;
     }
   }
-  return 0;
+  return at == c->size ? 0 : (errno = EPROTO, -1);
 }

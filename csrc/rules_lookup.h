@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "cdb.h"
+#include "iptext.h"
 
 /* IP prefixes up to this long get their hash from the one pass that hashes
  * the whole IP (a prefix's hash is a step of its IP's); longer ones, which
@@ -55,11 +56,34 @@ int64_t rules_check_ip(const struct cdb *c, const char *ip);
  * max addresses are given). */
 long rules_check_many(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max);
 
-/* Check every hash table of the file ahead of any lookup: each table lies
- * inside the file, the tables together are no larger than the file, and
- * each slot names a record that fits.  After 0, no lookup on c can fail
- * with EPROTO.  Return 0, -1 with errno EPROTO (or EBADF: no map).  Work
- * is bounded by the file size, whatever the file holds. */
+/* What the rules_check_tcp*() functions return, nothing looked up, for
+ * text tcpserver never passes (iptext.h): an ip it could not print, a
+ * host it could not write. */
+#define RULES_BAD_IP (-2)
+#define RULES_BAD_HOST (-3)
+
+/* rules_check() for a connection as tcpserver sees it: ip must pass
+ * ip_is_tcpserver_text(forcev6) and a present host host_is_tcpserver_text();
+ * info is the ident reply, any text.  RULES_BAD_IP or RULES_BAD_HOST if not. */
+int64_t rules_check_tcp(const struct cdb *c, const char *ip, const char *host, const char *info, int forcev6);
+
+/* rules_check_tcp(c, ip, NULL, NULL, 0) and (..., 1): one argument less to
+ * pass from Python on the hot path. */
+int64_t rules_check_tcpip(const struct cdb *c, const char *ip);
+int64_t rules_check_tcpip6(const struct cdb *c, const char *ip);
+
+/* rules_check_many() with each address checked as rules_check_tcp() does:
+ * out[i] is RULES_BAD_IP for one tcpserver never passes. */
+long rules_check_many_tcp(const struct cdb *c, const char *ips, size_t len, int64_t *out, size_t max,
+                          int forcev6);
+
+/* Check the whole file ahead of any lookup, as cdb_make lays it out: the
+ * 256 hash tables follow one another in order from the end of the records
+ * to the end of the file, and each slot names a record that fits.  A file
+ * cut short, grown, or caught half rewritten in place (djb's writer puts
+ * the header last: until then it is zeros) fails.  After 0, no lookup on
+ * c can fail with EPROTO.  Return 0, -1 with errno EPROTO (or EBADF: no
+ * map).  Work is bounded by the file size, whatever the file holds. */
 int rules_verify(const struct cdb *c);
 
 #endif

@@ -5,7 +5,8 @@ A few relay rules first, then about 120,000 blocked addresses, networks, ranges 
 host names, the way a site's local block list grows: single addresses, /24 and /16
 prefixes (``1.2.3.``), ranges (``1.2.3.10-20``), rblsmtpd messages (``RBLSMTPD="-..."``),
 reverse-DNS names (``=host.example``), comments with dates and tickets, addresses listed
-twice, and a default rule at the end.  IPv4 and host names only, so that both tcprules
+twice (the same line again), and a default rule at the end.  No address gets two
+different rules (``cdbrules lint`` finds nothing).  IPv4 and host names only, so that both tcprules
 builds accept it (examples/tcp6.smtp has IPv6 rules).
 
 Deterministic: the same seed gives the same bytes.  Run it from anywhere:
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import random
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 HERE = Path(__file__).resolve().parent
 WORDS = ["mail", "smtp", "mx", "relay", "bulk", "promo", "news", "out", "dyn", "pool", "client", "host"]
@@ -38,6 +39,16 @@ def _host(r: random.Random) -> str:
     return ".".join(parts + [f"bad{r.randint(1, 5000)}", r.choice(TLDS)])
 
 
+def _keys(line: str) -> List[str]:
+    """The keys a line of this list writes (its ranges are a.b.c.LO-HI)."""
+    addr = line.split(":")[0]
+    if "-" not in addr or addr.startswith("="):
+        return [addr]
+    head, _, span = addr.rpartition(".")
+    lo, hi = span.split("-")
+    return [f"{head}.{n}" for n in range(int(lo), int(hi) + 1)]
+
+
 def generate(lines: int = 120_000, seed: int = 2026) -> bytes:
     r = random.Random(seed)
     out: List[str] = [
@@ -52,6 +63,7 @@ def generate(lines: int = 120_000, seed: int = 2026) -> bytes:
         "",
     ]
     listed: List[str] = []
+    ruled: Dict[str, str] = {}  # key -> the line that first wrote it
     ticket = 1000
     day = 0
     while len(out) < lines - 2:
@@ -86,8 +98,11 @@ def generate(lines: int = 120_000, seed: int = 2026) -> bytes:
             line = f"=.{r.choice(WORDS)}.{r.choice(TLDS)}:deny"
         else:
             line = f'{a}.{b}.{c}.:allow,RBLSMTPD="Temporarily deferred, try later",BADMIMETYPE=""'
+        again = r.random() < 0.05
+        if any(ruled.setdefault(k, line) != line for k in _keys(line)):
+            continue  # another rule for an address already listed: the later one would never apply
         out.append(line)
-        if r.random() < 0.05:
+        if again:
             listed.append(line)
     out.append("")
     out.append(':allow,CHKUSER_RCPTLIMIT="50",CHKUSER_WRONGRCPTLIMIT="5"')

@@ -10,10 +10,15 @@
  * - rules_lookup() answers what searching those keys one by one answers: the
  *   first record of the first key present, 0 for none, -1 (EPROTO) when a
  *   search meets a corrupt file first; the deciding record has that key;
- * - rules_check(), rules_check_ip() and rules_check_many() agree with it. */
+ * - rules_check(), rules_check_ip() and rules_check_many() agree with it;
+ * - the rules_check_tcp*() variants agree too where ip_is_tcpserver_text() and
+ *   host_is_tcpserver_text() accept the text, and refuse it (RULES_BAD_IP,
+ *   RULES_BAD_HOST) where they do not; ip_is_tcpserver_text() accepts what
+ *   ip_tcpserver_fmt() writes for the first 16 bytes of the rest. */
 #include <errno.h>
 #include "cdb.h"
 #include "cdb_make.h"
+#include "iptext.h"
 #include "rules_lookup.h"
 #include "rules_parse.h"
 #include "fuzz_util.h"
@@ -195,6 +200,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       FZ_CHECK(rules_check_many(&c, two, 2 * il + 1, out, 2) == -1 && errno == EPROTO);
     }
     free(two);
+  }
+  {
+    int v6 = (flags & 8) != 0, okip = ip_is_tcpserver_text((char *)ip, il, v6);
+    int okhost = !(flags & 1) || host_is_tcpserver_text((char *)host, hl);
+    int64_t want_tcp = !okip ? RULES_BAD_IP : !okhost ? RULES_BAD_HOST : got, out[1];
+    char text[IP6_FMT];
+    FZ_CHECK(rules_check_tcp(&c, (char *)ip, flags & 1 ? (char *)host : NULL, flags & 2 ? (char *)info : NULL,
+                             v6) == want_tcp);
+    if (!(flags & 3)) {
+      FZ_CHECK((v6 ? rules_check_tcpip6 : rules_check_tcpip)(&c, (char *)ip) == want_tcp);
+      if (got >= 0) {
+        FZ_CHECK(rules_check_many_tcp(&c, (char *)ip, il, out, 1, v6) == 1);
+        FZ_CHECK(out[0] == want_tcp);
+      }
+    }
+    if (len >= 16) {
+      size_t tl = ip_tcpserver_fmt(text, m, v6);
+      FZ_CHECK(ip_is_tcpserver_text(text, tl, v6));
+    }
   }
   free(k->arena);
   free(k);

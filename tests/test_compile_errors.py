@@ -161,7 +161,8 @@ def test_syntax_error_attributes() -> None:
 
 
 def test_usage(tmp_path: Path) -> None:
-    for args in (["compile"], ["compile", "x.cdb"], ["compile", "a", "b", "c", "d"]):
+    # (several RULES are allowed: "a b c d" reads c, then d)
+    for args in (["compile"], ["compile", "x.cdb"], ["compile", "--list", "x", "a", "b"], ["expand", "--list", "x"]):
         r = cli(args, cwd=tmp_path)
         assert r.returncode == 100, args
         assert b"usage:" in r.stderr and b"Traceback" not in r.stderr

@@ -40,7 +40,8 @@ def test_blocklist_cli_matches_v6(checker: Checker, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "cdbrules", "compile", "-v", "x.cdb", "x.tmp", str(src)],
                        cwd=tmp_path, capture_output=True, timeout=120)
     assert r.returncode == 0 and r.stdout == b"", r.stderr
-    assert r.stderr.startswith(b"cdbrules: 120000 lines, ")
+    # -v names the lines that repeat an earlier key (the list has some) and counts apart
+    assert r.stderr.splitlines()[-1].startswith(b"cdbrules: 120000 lines, 118948 rules, ")
     assert (tmp_path / "x.cdb").read_bytes() == want
     with open(src, "rb") as f:
         r = subprocess.run([sys.executable, "-m", "cdbrules", "compile", "y.cdb", "y.tmp"], stdin=f,

@@ -37,7 +37,7 @@ if not (ROOT / "pyproject.toml").exists() or not DOCS.is_dir():
 
 # Pages the index links that other branches add (CIDR, lint, SMTP integrations).  At merge
 # time each one lands and leaves this set; a page still listed here but present is an error.
-PENDING = {"networks.md", "lint.md", "aiosmtpd.md"}
+PENDING: Set[str] = set()
 
 
 # -- the man page ----------------------------------------------------------------------------

@@ -59,13 +59,14 @@ def test_maxrss_units(monkeypatch: pytest.MonkeyPatch, platform: str, raw: int, 
 
 def test_maxrss_measures_kib_here() -> None:
     """On this system: a process that has touched 64 MiB peaks at 64 MiB or more, and far
-    below the 64 GiB that bytes taken for KiB would say."""
+    below the 64 GiB that bytes taken for KiB would say (under the sanitizer run the
+    preloaded ASan runtime adds about 1.4 GB of its own)."""
     script = ("import resource\n"
               "block = b'x' * (64 << 20)\n"
               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     peak = maxrss_kib(int(r.stdout))
-    assert 64 * 1024 <= peak < 1024 * 1024, peak
+    assert 64 * 1024 <= peak < 16 * 1024 * 1024, peak
 
 
 def test_char_device() -> None:

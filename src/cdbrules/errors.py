@@ -1,6 +1,7 @@
 """The exceptions cdbrules raises, and djb's wording of system errors.
 
-* :class:`CdbFormatError`: a file that is not a valid cdb (truncated, corrupt, hostile).
+* :class:`CdbFormatError`: a file that is not a valid cdb (truncated, corrupt, hostile);
+  :class:`RulesTextError` when that file is rules text that was never compiled.
 * :class:`RulesSyntaxError`: a line of rules text that tcprules would reject.
 * :class:`MakeInputError`: cdbmake input that cdbmake would reject.
 * :class:`UnsafeTmpError` (and :class:`SameFileError`): a TMP whose truncation would destroy
@@ -21,6 +22,7 @@ __all__ = [
     "CdbFormatError",
     "MakeInputError",
     "RulesSyntaxError",
+    "RulesTextError",
     "SameFileError",
     "SizeLimitError",
     "UnsafeTmpError",
@@ -38,6 +40,15 @@ class CdbFormatError(ValueError):
         self.detail = detail
         where = f"{self.path}: " if self.path is not None else ""
         super().__init__(f"{where}{detail}")
+
+
+class RulesTextError(CdbFormatError):
+    """The file given as a compiled rules file (or any cdb) is rules text: it must be
+    compiled first (``cdbrules compile CDB TMP RULES``)."""
+
+    def __init__(self, path: PathLike) -> None:
+        super().__init__(path, "this is rules text, not a compiled rules file; compile it first with "
+                               f"cdbrules compile CDB TMP {os.fsdecode(path)}")
 
 
 class RulesSyntaxError(ValueError):

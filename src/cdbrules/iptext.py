@@ -1,5 +1,5 @@
-"""``tcpserver_ip``: the TCPREMOTEIP text tcpserver gives a client's address
-(docs/lookup.md, "How tcpserver writes the client's address")."""
+"""``tcpserver_ip`` and ``tcpserver_host``: the TCPREMOTEIP and TCPREMOTEHOST texts tcpserver
+gives a client (docs/lookup.md, "How tcpserver writes the client's address")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Tuple, Union
 
 from ._bindings import tcpserver_fmt
 
-__all__ = ["tcpserver_ip"]
+__all__ = ["tcpserver_host", "tcpserver_ip"]
 
 Address = Union[str, bytes, int, ipaddress.IPv4Address, ipaddress.IPv6Address, Tuple[Any, ...]]
 
@@ -33,3 +33,32 @@ def tcpserver_ip(address: Address, *, forcev6: bool = False) -> str:
     ip = a if isinstance(a, (ipaddress.IPv4Address, ipaddress.IPv6Address)) else ipaddress.ip_address(a)
     packed = ip.packed if ip.version == 6 else _V4MAPPED + ip.packed
     return tcpserver_fmt(packed, forcev6)
+
+
+_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def tcpserver_host(name: Union[str, bytes]) -> str:
+    """The text tcpserver puts in TCPREMOTEHOST for a client whose PTR record names ``name``
+    (a host name as a resolver or Postfix's ``client_name`` gives it).
+
+    djb's DNS library writes ASCII letters in lower case, no trailing dot, and every byte
+    other than ``a-z 0-9 - _`` inside a label as a backslash and three octal digits; the
+    root is ``"."``.  ``Mail.Example.COM.`` gives ``mail.example.com``.  A str is taken as
+    UTF-8.  An empty name or an empty label (``a..b``) is a ValueError: no PTR answer is
+    written so."""
+    raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name)
+    if raw in (b".", b""):
+        if raw:
+            return "."
+        raise ValueError("an empty host name")
+    if raw.endswith(b"."):
+        raw = raw[:-1]
+    labels = raw.split(b".")
+    if not all(labels):
+        raise ValueError(f"host {raw.decode('utf-8', 'surrogateescape')!r} has an empty label")
+    out = []
+    for label in labels:
+        low = label.lower()
+        out.append("".join(chr(c) if c in _PLAIN else f"\\{c:03o}" for c in low))
+    return ".".join(out)

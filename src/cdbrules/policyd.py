@@ -39,7 +39,7 @@ import stat
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import qmailenv
-from .iptext import tcpserver_ip
+from .iptext import tcpserver_host, tcpserver_ip
 from .rules import Decision, Rules
 
 __all__ = [
@@ -113,15 +113,14 @@ class _Plan:
         self.databytes = databytes  # 0: no limit
 
 
-class _Session:
-    """chkuser's counters for one SMTP connection."""
+class _Session(qmailenv.Chkuser):
+    """chkuser's counters for one SMTP connection, and whether its last recipient is still
+    to be confirmed."""
 
-    __slots__ = ("rcpts", "wrongs", "tripped", "pending")
+    __slots__ = ("pending",)
 
     def __init__(self, rcpts: int) -> None:
-        self.rcpts = rcpts
-        self.wrongs = 0
-        self.tripped = False  # a limit was reached: every later recipient is refused
+        super().__init__(rcpts)
         self.pending = False  # a recipient went on to Postfix's checks and was not confirmed
 
 
@@ -149,6 +148,17 @@ def _client_ip6(address: bytes) -> bytes:
         return tcpserver_ip(address.decode("utf-8", "surrogateescape")).encode()
     except ValueError:  # no address: looked up as it is
         return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_host(name: bytes) -> Optional[str]:
+    """client_name as tcpserver writes TCPREMOTEHOST (:func:`cdbrules.tcpserver_host`: lower
+    case, no trailing dot, odd bytes as \\ooo); None for a name no PTR answer gives, which
+    is then looked up as a client without a host name."""
+    try:
+        return tcpserver_host(name)
+    except ValueError:
+        return None
 
 
 class RulesPolicy:
@@ -223,7 +233,8 @@ class RulesPolicy:
         if b":" in addr:
             addr = _client_ip6(addr)
         name = get(b"client_name")
-        d = self._check(addr) if not name or name == b"unknown" else self._check(addr, name)
+        host = None if not name or name == b"unknown" else _client_host(name)
+        d = self._check(addr) if host is None else self._check(addr, host)
         p = self._plan_of(d.data) or self.plan(d)
         if p.fixed is not None:
             return p.fixed
@@ -264,17 +275,10 @@ class RulesPolicy:
             sessions.move_to_end(key)
         if s.pending:  # the previous recipient never reached the confirming call
             s.pending = False
-            s.wrongs += 1
-            if wronglimit is not None and s.wrongs >= wronglimit:
-                s.tripped = True
-        if s.tripped:
-            return qmailenv.REPLY_POLICY
-        s.rcpts += 1
-        if rcptlimit is not None and s.rcpts >= rcptlimit:
-            s.tripped = True
-            return qmailenv.REPLY_RCPTLIMIT
-        s.pending = wronglimit is not None
-        return None
+            s.wrong(wronglimit)
+        reply = s.recipient(rcptlimit)
+        s.pending = reply is None and wronglimit is not None
+        return reply
 
 
 def _session_key(attrs: Request) -> Tuple[bytes, ...]:

@@ -12,9 +12,10 @@ leading decimal digits, none meaning 0.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Optional
+from typing import AbstractSet, Callable, Mapping, NamedTuple, Optional, Union
 
 __all__ = [
+    "Chkuser",
     "RblBlock",
     "REPLY_DATABYTES",
     "REPLY_RCPTHOSTS",
@@ -27,6 +28,7 @@ __all__ = [
     "leading_number",
     "maxconnip",
     "rblsmtpd",
+    "rcpthosts_allows",
     "relayclient",
 ]
 
@@ -122,3 +124,69 @@ def maxconnip(env: Env) -> Optional[int]:
     connections one client address may hold at once (0: every connection is refused)."""
     value = env.get("MAXCONNIP")
     return None if value is None else leading_number(value)
+
+
+#: What :func:`rcpthosts_allows` takes: a set of host names, or a function of the host name.
+RcptHosts = Union[AbstractSet[str], Callable[[str], bool]]
+
+
+def rcpthosts_allows(rcpthosts: RcptHosts, address: str) -> bool:
+    """qmail-smtpd's rcpthosts test for a recipient of a client without RELAYCLIENT.
+
+    The host is what follows the last ``@``, in lower case; an address without ``@`` is
+    accepted (qmail then adds its own host).  A set allows the host when it holds the
+    host itself or one of its dotted tails (``.example.com`` allows every host under
+    example.com), entries written in lower case as in ``control/rcpthosts``; a function is
+    called with the host and decides alone."""
+    at = address.rfind("@")
+    if at < 0:
+        return True
+    host = address[at + 1:].lower()
+    if callable(rcpthosts):
+        return bool(rcpthosts(host))
+    if host in rcpthosts:
+        return True
+    dot = host.find(".")
+    while dot >= 0:
+        if host[dot:] in rcpthosts:
+            return True
+        dot = host.find(".", dot + 1)
+    return False
+
+
+class Chkuser:
+    """chkuser's recipient counters for one SMTP connection, kept as chkuser keeps them:
+    neither RSET nor a new MAIL resets them, and once a limit is reached every later
+    recipient is refused.  The limits are given with each count (as :func:`chkuser_limit`
+    reads them, None: no limit).
+
+    Call :meth:`recipient` for each RCPT that reaches the recipient check, and :meth:`wrong`
+    when a recipient turned out not to exist."""
+
+    __slots__ = ("recipients", "wrong_recipients", "tripped")
+
+    def __init__(self, recipients: int = 0) -> None:
+        self.recipients = recipients
+        self.wrong_recipients = 0
+        #: True once a limit was reached (chkuser's intrusion threshold).
+        self.tripped = False
+
+    def recipient(self, limit: Optional[int]) -> Optional[str]:
+        """Count one recipient against CHKUSER_RCPTLIMIT ``limit``; return chkuser's reply
+        when it must be refused (:data:`REPLY_POLICY` after a limit was reached,
+        :data:`REPLY_RCPTLIMIT` for the recipient that reaches the limit), None when the
+        check goes on."""
+        if self.tripped:
+            return REPLY_POLICY
+        self.recipients += 1
+        if limit is not None and self.recipients >= limit:
+            self.tripped = True
+            return REPLY_RCPTLIMIT
+        return None
+
+    def wrong(self, limit: Optional[int]) -> None:
+        """A recipient does not exist: count it against CHKUSER_WRONGRCPTLIMIT ``limit``
+        (its own reply stands; once the limit is reached the next ones are refused)."""
+        self.wrong_recipients += 1
+        if limit is not None and self.wrong_recipients >= limit:
+            self.tripped = True

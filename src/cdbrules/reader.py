@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import stat
+import threading
+import time
+from collections import OrderedDict
 from typing import Any, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from . import _bindings as C
 from ._bindings import Failed, cdb_count, cdb_find_all, cdb_records, closed_cdb, exception, open_cdb
-from .errors import CdbFormatError, PathLike
+from .errors import CdbFormatError, PathLike, RulesTextError
 
 __all__ = ["Reader", "Key"]
 
@@ -18,7 +20,7 @@ Key = Union[bytes, str]
 _T = TypeVar("_T")
 
 _get = C.cdb_get
-# A reader after close(): its map is NULL, which every C lookup refuses with EBADF.
+# A reader after close(): its map (the bytes) is NULL, which every C lookup refuses with EBADF.
 _CLOSED = closed_cdb()
 
 
@@ -30,16 +32,10 @@ def _key(key: object) -> bytes:
     raise TypeError(f"a cdb key is bytes or str, not {type(key).__name__}")
 
 
-# CDBRULES_READ_NOT_MAP=1 (for the sanitizer run, .ci/asan): read files into heap memory
-# instead of mapping them, so AddressSanitizer sees any read past the end of a file.
-_READ_NOT_MAP = os.environ.get("CDBRULES_READ_NOT_MAP") == "1"
-MapLike = Union["mmap.mmap", bytes]
-
-
 def _read_all(fd: int, size: int) -> bytes:
     parts, got = [], 0
     while got < size:
-        b = os.read(fd, size - got)
+        b = os.read(fd, size - got)  # one read up to 2 GiB on Linux: no join copy
         if not b:
             break
         parts.append(b)
@@ -47,65 +43,124 @@ def _read_all(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def open_map(path: PathLike) -> Tuple[MapLike, object, object]:
-    """Map the cdb file at path: (mmap, the struct cdb for the C core, the buffer it reads).
+def _rules_text(data: bytes) -> bool:
+    """Whether the file data is rules text rather than a cdb: no NUL byte where a cdb has
+    its header (every table position below 16 MiB has one) and a rule in its first 64 KiB."""
+    if b"\0" in data[:C.CDB_HEADER_SIZE]:
+        return False
+    head = data[:1 << 16]
+    return b":allow" in head or b":deny" in head
 
-    Raises :class:`OSError` naming the path, or :class:`CdbFormatError`.
+
+# Files read lately (for Rules: read_cdb(keep=True)), by identity: a file that has not
+# changed since (same device, inode, size, mtime and ctime) is not read again.  tcpserver's
+# way in Python, a Rules() per connection, then costs an fstat instead of a read of the
+# whole file.  Only a file whose last change was a second or more before the read began
+# is kept: any later change gets a later mtime, whatever the granularity of the file
+# system's clock.  The bytes are never written, so sharing them is safe.
+SETTLE_NS = 1_000_000_000
+_KEEP = 2
+_Identity = Tuple[int, int, int, int, int]
+_kept: "OrderedDict[_Identity, Tuple[bytes, Any, object]]" = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def _identity(st: os.stat_result) -> _Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def read_cdb(path: PathLike, keep: bool = False) -> Tuple[bytes, Any, object, os.stat_result, bool]:
+    """Read the cdb file at path into memory: (its bytes, the struct cdb the C core reads
+    them through, the buffer that points into, the file's status when it was opened, and
+    whether the file had settled: its last change a second or more before the read).
+
+    The file is read, not mapped: nothing done to the file later (truncated, rewritten or
+    grown in place) reaches these bytes, where a mapped file cut short kills the process
+    that touches the lost pages (SIGBUS).  A file that changes while it is read is refused.
+    keep: reuse (and keep) the bytes of a settled file read before and not changed since.
+
+    Raises :class:`OSError` naming the path, or :class:`CdbFormatError`
+    (:class:`RulesTextError` for rules text that was never compiled).
     """
+    started = time.time_ns()
+    name = os.fsdecode(path)
     try:
         # O_NONBLOCK: a FIFO must not block the open; it is refused below
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
-        e.filename = os.fsdecode(path)
+        e.filename = name
         raise
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fsdecode(path))
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
         if not stat.S_ISREG(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
-        if st.st_size < C.CDB_HEADER_SIZE:
-            raise CdbFormatError(path, f"{st.st_size} bytes: too short for a cdb file (2048 at least)")
         if st.st_size > C.CDB_MAX_SIZE:
             raise CdbFormatError(path, "larger than 4 GiB: too large for a cdb file")
+        if keep:
+            with _kept_lock:
+                hit = _kept.get(_identity(st))
+                if hit is not None:
+                    _kept.move_to_end(_identity(st))
+                    return hit[0], hit[1], hit[2], st, True
         try:
-            mm: MapLike = _read_all(fd, st.st_size) if _READ_NOT_MAP else mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            data = _read_all(fd, st.st_size)
+            after = os.fstat(fd)
         except OSError as e:
-            e.filename = os.fsdecode(path)
+            e.filename = name
             raise
     finally:
         os.close(fd)
+    if len(data) != st.st_size or (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        raise CdbFormatError(path, "the file changed while it was read (install a new cdb file by renaming it "
+                                   "over the old one, never by writing into it)")
+    if _rules_text(data):
+        raise RulesTextError(path)
+    if len(data) < C.CDB_HEADER_SIZE:
+        raise CdbFormatError(path, f"{len(data)} bytes: too short for a cdb file (2048 at least)")
     try:
-        c, buf = open_cdb(mm)
+        c, buf = open_cdb(data)
     except CdbFormatError:  # (the size was checked above)
         raise CdbFormatError(path) from None
-    return mm, c, buf
+    settled = started - max(st.st_mtime_ns, st.st_ctime_ns) >= SETTLE_NS
+    if keep and settled:
+        with _kept_lock:
+            _kept[_identity(st)] = (data, c, buf)
+            while len(_kept) > _KEEP:
+                _kept.popitem(last=False)
+    return data, c, buf, st, settled
 
 
 class Reader:
-    """A cdb file, mapped read-only.  Keys are bytes (a str key is encoded as UTF-8).
+    """A cdb file, read into memory when opened.  Keys are bytes (a str key is encoded as UTF-8).
 
     ``r[key]`` and :meth:`get` give the first value of a key, :meth:`get_all` every
     value; :meth:`keys`, :meth:`values` and :meth:`items` walk all records in file order,
     duplicates included, and ``len(r)`` counts them.  Values are ``bytes`` copies that stay
     valid after :meth:`close`.  One reader may serve many threads.
+
+    The reader answers from the file as it was when opened: a later change to the file
+    (even truncated or rewritten in place) does not reach it.  A damaged file gives
+    :class:`CdbFormatError` when a lookup reaches the damage, never a crash.
     """
 
     __slots__ = ("path", "_mm", "_c", "_buf", "_len")
 
     def __init__(self, path: PathLike) -> None:
         self.path = os.fsdecode(path)
-        mm, c, buf = open_map(path)
-        self._mm: Optional[MapLike] = mm  # None once closed
+        mm, c, buf, _, _ = read_cdb(path)
+        self._mm: Optional[bytes] = mm  # None once closed
         self._c: Any = c
-        self._buf: object = buf  # the buffer c points into: kept alive with the map
+        self._buf: object = buf  # the buffer c points into: kept alive with the bytes
         self._len: Optional[int] = None
 
     # -- lookups ------------------------------------------------------------------
-    # The three lookups below are the hot path: one cffi call, one slice of the map.
+    # The three lookups below are the hot path: one cffi call, one slice of the bytes.
     # A non-bytes key makes the call raise TypeError before any C runs; only then is it
-    # converted, so bytes keys pay for no type test.  The map is held in a local across the
-    # call, so a close() in another thread cannot unmap it under the C code.
+    # converted, so bytes keys pay for no type test.  The bytes are held in a local across
+    # the call (read before _c: close() clears _c first), so a close() in another thread
+    # cannot free them under the C code.
     def get(self, key: Key, default: Optional[_T] = None) -> Union[bytes, _T, None]:
         """The first value of key, or default."""
         mm = self._mm
@@ -134,6 +189,7 @@ class Reader:
         raise self._error()
 
     def __contains__(self, key: object) -> bool:
+        mm = self._mm  # noqa: F841 - held for the call, as in get
         try:
             r = _get(self._c, key, len(key))  # type: ignore[arg-type]
         except TypeError:
@@ -146,7 +202,7 @@ class Reader:
     def get_all(self, key: Key) -> List[bytes]:
         """Every value of key, in file order (empty when absent)."""
         k = _key(key)
-        mm = self._mm
+        mm = self._mm  # held for the whole walk; the generator holds the struct cdb and the key
         try:
             return [mm[p:p + n] for p, n in cdb_find_all(self._c, k)]  # type: ignore[index]
         except Failed as f:
@@ -184,7 +240,8 @@ class Reader:
 
     def __len__(self) -> int:
         if self._len is None:
-            if self._mm is None:
+            mm = self._mm  # held for the call, as in get
+            if mm is None:
                 raise ValueError("I/O operation on a closed cdb Reader")
             try:
                 self._len = cdb_count(self._c)
@@ -198,7 +255,7 @@ class Reader:
         return self._mm is None
 
     def close(self) -> None:
-        """Release the map.  A lookup still running in another thread finishes first."""
+        """Release the file's bytes.  A lookup still running in another thread finishes first."""
         self._c = _CLOSED
         self._buf = None
         self._mm = None

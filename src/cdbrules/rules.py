@@ -10,12 +10,18 @@ tcpserver reopens the rules file for every connection, so a recompiled file take
 once.  A long-lived :class:`Rules` does the same cheaply: at most every ``reload_interval``
 seconds it compares the path's device, inode, size and modification time with those of the
 file it has loaded, and swaps in the new file when they differ.
+
+The file is read into memory, never mapped: a file truncated or rewritten in place can only
+be refused (the last good rules stay in force), never kill the process (README, "Files
+changed in place").  The last two files read are kept once they have settled (their last
+change a second old), so opening an unchanged file again, tcpserver's way of one open per
+connection, costs an fstat and no read.
 """
 
 from __future__ import annotations
 
 import array
-import errno
+import ipaddress
 import logging
 import math
 import os
@@ -28,20 +34,32 @@ from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _bindings as C
-from ._bindings import Failed, closed_cdb, exception, open_cdb, rules_probes, rules_verify
+from ._bindings import (Failed, closed_cdb, exception, host_is_tcpserver_text, ip_is_tcpserver_text, open_cdb,
+                        rules_probes, rules_verify)
 from .errors import CdbFormatError, PathLike
-from .reader import open_map
+from .iptext import tcpserver_ip
+from .reader import SETTLE_NS, read_cdb
 
 __all__ = ["Decision", "Rules"]
 
 log = logging.getLogger("cdbrules")
 
 Text = Union[str, bytes]
+#: A client address: text as tcpserver writes TCPREMOTEIP, an ipaddress object, or a socket
+#: address tuple as accept() and getpeername() give it.
+Address = Union[str, bytes, ipaddress.IPv4Address, ipaddress.IPv6Address, Tuple[Any, ...]]
 
 # The C functions and the clock, bound once: the hot path reads no attribute chains.
 _check_ip = C.rules_check_ip
 _check = C.rules_check
 _check_many = C.rules_check_many
+_check_tcp = C.rules_check_tcp
+_check_tcpip = C.rules_check_tcpip
+_check_tcpip6 = C.rules_check_tcpip6
+_check_many_tcp = C.rules_check_many_tcp
+_BAD_IP = C.RULES_BAD_IP
+_BAD_HOST = C.RULES_BAD_HOST
+_TEXT_TYPES = (str, bytes, bytearray, memoryview)
 _monotonic = time.monotonic
 _NULL = C.NULL
 _int64s = C.int64_array
@@ -76,6 +94,39 @@ def _text(value: object, what: str) -> bytes:
 def _opt(value: object, what: str) -> Any:
     """An optional lookup argument: NULL when absent (None), present even when empty."""
     return _NULL if value is None else _text(value, what)
+
+
+def _bad_ip(b: bytes, forcev6: int, where: str = "") -> ValueError:
+    """The error for ip text tcpserver never passes, saying what it would have passed."""
+    text = b.decode("utf-8", "surrogateescape")
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return ValueError(f"{where}ip {text!r} is not an address as tcpserver writes it in TCPREMOTEIP "
+                          "(pass the text it writes, an ipaddress object or a socket address)")
+    want = tcpserver_ip(addr, forcev6=bool(forcev6))
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None and not forcev6:
+        return ValueError(f"{where}ip {text!r}: tcpserver looks an IPv4 client up by its dotted quad, {want!r} "
+                          "(pass the socket address or an ipaddress object, or use Rules(..., forcev6=True) "
+                          "for tcpserver -6)")
+    if forcev6 and addr.version == 4:
+        return ValueError(f"{where}ip {text!r}: under tcpserver -6 (forcev6) an IPv4 client is {want!r}")
+    return ValueError(f"{where}ip {text!r} is not written as tcpserver writes it: {want!r}")
+
+
+def _tcpserver_host(h: bytes) -> bytes:
+    """host as tcpserver would have written it in TCPREMOTEHOST: ASCII letters in lower case,
+    no trailing dot (but the root's "."); ValueError for a name it never writes."""
+    if host_is_tcpserver_text(h):
+        return h
+    low = h.lower()
+    if low.endswith(b".") and not low.endswith(b".."):  # "." itself stays: it is valid already
+        low = low[:-1]
+    if host_is_tcpserver_text(low):
+        return low
+    raise ValueError(f"host {h.decode('utf-8', 'surrogateescape')!r} is not a name tcpserver writes in "
+                     "TCPREMOTEHOST (labels of letters, digits, - and _, other bytes as \\ooo, one dot between "
+                     "labels)")
 
 
 def data_entries(data: bytes) -> List[bytes]:
@@ -180,16 +231,20 @@ _NO_MATCH = Decision(True, None, {})
 
 
 class _State:
-    """One loaded rules file, never changed after it is made: the map, the struct cdb the C
+    """One loaded rules file, never changed after it is made: its bytes, the struct cdb the C
     core reads and the decisions found so far.  A lookup holds its state for the whole call,
-    so a reload in another thread cannot unmap what it reads; the map goes with the last
+    so a reload in another thread cannot free what it reads; the bytes go with the last
     reference."""
 
-    __slots__ = ("c", "mm", "buf", "cache", "envs", "sig", "path", "loaded")
+    __slots__ = ("c", "mm", "buf", "cache", "envs", "sig", "path", "loaded", "settled")
 
     def __init__(self, c: Any, mm: Any, buf: Any, sig: Optional[Tuple[int, int, int, int]],
-                 path: str, loaded: bool) -> None:
+                 path: str, loaded: bool, settled: bool = True) -> None:
         self.c = c
+        # False when the file had changed less than a second before it was read: a later
+        # rewrite within the same tick of the file system's clock would keep sig, so the
+        # file is read again once it has settled (see Rules._refresh)
+        self.settled = settled
         self.mm = mm
         self.buf = buf
         self.sig = sig
@@ -200,16 +255,17 @@ class _State:
 
     @classmethod
     def load(cls, path: PathLike, verify: bool) -> "_State":
-        st = os.stat(path)
-        name = os.fsdecode(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+        """The file at path, read whole (see read_cdb); verify: refuse it unless it is a
+        whole cdb as a writer leaves it (rules_verify), not one cut short, grown or half
+        rewritten in place."""
+        mm, c, buf, st, settled = read_cdb(path, keep=True)
         if not stat.S_ISREG(st.st_mode):
             raise CdbFormatError(path, "not a regular file")
-        mm, c, buf = open_map(path)
         if verify and not rules_verify(c):
-            raise CdbFormatError(path, "corrupt cdb file: a hash table or record points outside it")
-        return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), name, True)
+            raise CdbFormatError(path, "not a whole cdb file: cut short, grown, or a hash table or record "
+                                       "points outside it")
+        return cls(c, mm, buf, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), os.fsdecode(path), True,
+                   settled)
 
     @classmethod
     def empty(cls, path: str) -> "_State":
@@ -265,8 +321,27 @@ if hasattr(os, "register_at_fork"):
 class Rules:
     """A compiled rules file (``tcprules``/``cdbrules compile`` output), answering tcpserver's lookup.
 
-    ``Rules(path)`` maps the file; :meth:`check` and :meth:`check_many` return
-    :class:`Decision` objects.  One object may serve many threads.
+    ``Rules(path)`` reads the file into memory; :meth:`check` and :meth:`check_many`
+    return :class:`Decision` objects.  One object may serve many threads.
+
+    What a lookup takes (wrong input is an error, never a silent default-rule answer):
+
+    * ``ip``: the text tcpserver writes in TCPREMOTEIP: a dotted quad, or IPv6 as the IPv6
+      patch writes it (:func:`cdbrules.tcpserver_ip`); or an :mod:`ipaddress` object or a
+      socket address tuple (``accept()``'s peer), which are written that way first (so the
+      peer ``::ffff:192.0.2.7`` of a dual-stack socket is ``192.0.2.7``).  Any other text
+      (``"::ffff:192.0.2.7"``, ``"2001:DB8::1"``, ``"192.0.2.7\\n"``, ``""``) is a
+      ValueError that says what tcpserver would have written.
+    * ``host``: TCPREMOTEHOST as tcpserver writes it: lower case, no trailing dot, bytes
+      other than letters, digits, ``-`` and ``_`` as ``\\ooo`` escapes.  Upper case and
+      one trailing dot are written that way before the lookup (``MX.Example.COM.`` matches
+      ``=.example.com``); a name tcpserver never writes is a ValueError.
+    * ``info``: TCPREMOTEINFO, the ident reply: any text without NUL.
+    * ``exact=True``: tcprulescheck's view instead: text used byte for byte, nothing
+      checked or rewritten (``cdbrules check`` uses it to print what tcprulescheck prints).
+
+    * ``forcev6=True`` looks clients up as ``tcpserver -6`` does: an IPv4 client as
+      ``::ffff:a.b.c.d``, and a dotted quad is then refused.
 
     * ``missing_ok=True`` behaves like ``tcpserver -X``: while there is no file at ``path``
       there are no rules (every connection allowed, no environment).  Without it a missing
@@ -281,23 +356,26 @@ class Rules:
       the ``cdbrules`` logger, once per bad file.
 
     The file first opened is accepted the way tcpserver accepts it: damage surfaces only if
-    a lookup reaches it, as :class:`CdbFormatError`.  A replacement must first pass a check
-    of every hash table, after which no lookup can fail.
+    a lookup reaches it, as :class:`CdbFormatError`.  Rules text that was never compiled is
+    refused at once (:class:`cdbrules.RulesTextError`).  A replacement must first pass a
+    check of the whole file (every hash table in place, up to the end of the file), after
+    which no lookup can fail; a file cut short, grown or half rewritten in place fails it.
     """
 
     __slots__ = ("path", "_path", "_state", "_deadline", "_interval", "_lock",
-                 "_bad", "reload_error", "__weakref__")
+                 "_bad", "reload_error", "_v6", "__weakref__")
 
     reload_error: Optional[BaseException]
 
     def __init__(self, path: PathLike, *, missing_ok: bool = False,
-                 reload_interval: Optional[float] = 1.0) -> None:
+                 reload_interval: Optional[float] = 1.0, forcev6: bool = False) -> None:
         if reload_interval is not None and (not isinstance(reload_interval, (int, float))
                                             or math.isnan(reload_interval) or reload_interval < 0):
             raise ValueError(f"reload_interval must be a number of seconds >= 0 or None, not {reload_interval!r}")
         self._path = path
         self.path = os.fsdecode(path)
         self._interval = math.inf if reload_interval is None else float(reload_interval)
+        self._v6 = 1 if forcev6 else 0
         self._lock = threading.Lock()
         _LIVE.add(self)
         self._bad: object = None  # the signature of the file last found unusable
@@ -311,11 +389,13 @@ class Rules:
         self._deadline = _monotonic() + self._interval
 
     # -- lookups ------------------------------------------------------------------
-    def check(self, ip: Text, host: Optional[Text] = None, info: Optional[Text] = None) -> Decision:
-        """The decision for a connection from ``ip`` (the text tcpserver puts in TCPREMOTEIP;
-        see :func:`cdbrules.tcpserver_ip`), with TCPREMOTEHOST ``host`` and TCPREMOTEINFO
-        ``info`` (None: absent; ``""`` is present and empty).  Text is used as given, byte
-        for byte, like tcprulescheck does."""
+    # exact is an ordinary parameter, not keyword-only: CPython 3.11 does not specialise
+    # calls of a function with keyword-only parameters, which costs each check tens of ns
+    def check(self, ip: Address, host: Optional[Text] = None, info: Optional[Text] = None,
+              exact: bool = False) -> Decision:
+        """The decision for a connection from ``ip`` with TCPREMOTEHOST ``host`` and
+        TCPREMOTEINFO ``info`` (None: absent; ``""`` is present and empty).  What each may
+        be, and ``exact`` (pass it by name): see the class."""
         if _monotonic() >= self._deadline:
             self._poll()
         st = self._state
@@ -323,26 +403,63 @@ class Rules:
             b = ip
         else:
             try:
-                if "\0" in ip:
+                if "\0" in ip:  # type: ignore[operator]
                     raise ValueError
                 b = ip.encode()  # type: ignore[union-attr]
             except (TypeError, ValueError, AttributeError):
-                b = _text(ip, "ip")
+                b = self._ip(ip)
         if host is None and info is None:
-            r = _check_ip(st.c, b)
+            # (module globals, not a function kept on self: a call through an instance slot
+            # costs tens of ns more in CPython 3.11, which cannot specialise it)
+            if exact:
+                r = _check_ip(st.c, b)
+            elif self._v6:
+                r = _check_tcpip6(st.c, b)
+            else:
+                r = _check_tcpip(st.c, b)
         else:
-            r = _check(st.c, b, _opt(host, "host"), _opt(info, "info"))
+            return self._lookup(st, b, host, info, exact)
         try:
             return st.cache[r]
         except KeyError:
+            if r == _BAD_IP:
+                raise _bad_ip(b, self._v6) from None
             return st.decide(r)
 
-    def check_many(self, ips: Iterable[Text], hosts: Optional[Iterable[Optional[Text]]] = None,
-                   infos: Optional[Iterable[Optional[Text]]] = None) -> List[Decision]:
+    def _ip(self, ip: object) -> bytes:
+        """ip as the text to look up: objects and socket addresses written as tcpserver does."""
+        if isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address, tuple)):
+            return tcpserver_ip(ip, forcev6=bool(self._v6)).encode()
+        if isinstance(ip, _TEXT_TYPES):
+            return _text(ip, "ip")
+        raise TypeError(f"ip must be str, bytes, an ipaddress address or a socket address tuple, "
+                        f"not {type(ip).__name__}")
+
+    def _lookup(self, st: _State, b: bytes, host: Optional[Text], info: Optional[Text], exact: bool) -> Decision:
+        """A lookup with a host or an info (b: the ip text, not checked yet)."""
+        hb, ib = _opt(host, "host"), _opt(info, "info")
+        if exact:
+            r = _check(st.c, b, hb, ib)
+        else:
+            r = _check_tcp(st.c, b, hb, ib, self._v6)
+            if r == _BAD_HOST:  # write it as tcpserver would have, or refuse it
+                r = _check_tcp(st.c, b, _tcpserver_host(hb), ib, self._v6)
+            if r == _BAD_IP:
+                raise _bad_ip(b, self._v6)
+        d = st.cache.get(r)
+        return d if d is not None else st.decide(r)
+
+    def check_many(self, ips: Iterable[Address], hosts: Optional[Iterable[Optional[Text]]] = None,
+                   infos: Optional[Iterable[Optional[Text]]] = None, *, exact: bool = False) -> List[Decision]:
         """:meth:`check` for many connections, all against the same loaded file.
 
-        ``hosts`` and ``infos``, when given, pair up with ``ips`` (same length; None items
-        are absent).  With neither, the whole list is answered in one C call."""
+        ``ips`` is a sequence (or iterable) of addresses; a single str or bytes is a
+        TypeError.  ``hosts`` and ``infos``, when given, pair up with ``ips`` (same length;
+        None items are absent).  With neither, the whole list is answered in one C call."""
+        for name, seq in (("ips", ips), ("hosts", hosts), ("infos", infos)):
+            if isinstance(seq, _TEXT_TYPES):
+                raise TypeError(f"check_many: {name} must be a sequence with one item per connection, "
+                                f"not one {type(seq).__name__} (for one connection: check_many([ip]))")
         if _monotonic() >= self._deadline:
             self._poll()
         st = self._state
@@ -360,13 +477,20 @@ class Rules:
                     raise ValueError
                 b = joined.encode()
             except (TypeError, ValueError):
-                b = b"\0".join([_text(ip, "ip") for ip in ips])
+                b = b"\0".join([self._ip(ip) for ip in ips])
             out = _ZEROS * n
-            if _check_many(st.c, b, len(b), _int64s(out), n) < 0:
+            if exact:
+                rc = _check_many(st.c, b, len(b), _int64s(out), n)
+            else:
+                rc = _check_many_tcp(st.c, b, len(b), _int64s(out), n, self._v6)
+            if rc < 0:
                 raise st.error()
             try:
                 return list(map(st.cache.__getitem__, out))
-            except KeyError:  # a rule not decoded yet
+            except KeyError:  # a rule not decoded yet, or an address refused
+                if _BAD_IP in out:
+                    i = out.index(_BAD_IP)
+                    raise _bad_ip(self._ip(ips[i]), self._v6, f"check_many: item {i}: ") from None
                 get = st.cache.get
                 decide = st.decide
                 return [get(r) or decide(r) for r in out]
@@ -374,24 +498,23 @@ class Rules:
         fs: Sequence[Optional[Text]] = [None] * n if infos is None else list(infos)
         if len(hs) != n or len(fs) != n:
             raise ValueError(f"check_many: {n} ips but {len(hs)} hosts and {len(fs)} infos")
-        cache = st.cache
-        res = []
-        for ip, host, info in zip(ips, hs, fs):
-            r = _check(st.c, _text(ip, "ip"), _opt(host, "host"), _opt(info, "info"))
-            d = cache.get(r)
-            res.append(d if d is not None else st.decide(r))
-        return res
+        return [self._lookup(st, self._ip(ip), host, info, exact) for ip, host, info in zip(ips, hs, fs)]
 
-    def explain(self, ip: Text, host: Optional[Text] = None,
-                info: Optional[Text] = None) -> List[Tuple[bytes, bool]]:
+    def explain(self, ip: Address, host: Optional[Text] = None, info: Optional[Text] = None, *,
+                exact: bool = False) -> List[Tuple[bytes, bool]]:
         """Every key :meth:`check` tries for this connection, in order, up to the one that
         matched: ``(key, matched)`` pairs, the last one matched unless nothing did."""
         if _monotonic() >= self._deadline:
             self._poll()
         st = self._state
-        b = _text(ip, "ip")
+        b = self._ip(ip)
         hb = None if host is None else _text(host, "host")
         ib = None if info is None else _text(info, "info")
+        if not exact:
+            if not ip_is_tcpserver_text(b, bool(self._v6)):
+                raise _bad_ip(b, self._v6)
+            if hb is not None:
+                hb = _tcpserver_host(hb)
         out: List[Tuple[bytes, bool]] = []
         try:
             for k, r in rules_probes(st.c, b, hb, ib):
@@ -441,9 +564,12 @@ class Rules:
             return False
         sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if sig == cur.sig:
-            self.reload_error = None
-            self._bad = None
-            return False
+            if cur.settled or time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLE_NS:
+                self.reload_error = None
+                self._bad = None
+                return False
+            # read too soon after a change: read it again now that it has settled, in case it
+            # changed again within the same tick of the file system's clock (the same sig)
         if sig == self._bad and not force:
             return False
         try:
@@ -454,6 +580,9 @@ class Rules:
             return False
         except (OSError, CdbFormatError) as e:
             self._unusable(sig, e, force, "was replaced by a file that cannot be used")
+            return False
+        if sig == cur.sig and new.mm == cur.mm:
+            cur.settled = True  # the same bytes: keep the decisions already made
             return False
         self._state = new
         self.reload_error = None

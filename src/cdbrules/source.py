@@ -66,3 +66,11 @@ def read_chunks(f: BinaryIO, name: Optional[str]) -> Iterator[Tuple[Any, int]]:
         if not n:
             return
         yield chunk, n
+
+
+def scratch_dir() -> Optional[str]:
+    """Where a compile that is thrown away afterwards (explain, diff of rules text) writes:
+    memory (/dev/shm) where there is such a file system, so its fsync costs nothing; else
+    the usual temporary directory (None)."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None

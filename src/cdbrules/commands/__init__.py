@@ -21,7 +21,12 @@ class Command(NamedTuple):
 
 COMMANDS: Dict[str, Command] = {
     "compile": Command("compile", None, "compile tcprules text into a cdb file (drop-in for tcprules)"),
+    "expand": Command("compile", "ExpandCommand", "print rules with networks as classic tcprules text (for stock tcprules)"),
     "check": Command("check", None, "show which rule tcpserver applies to a connection (drop-in for tcprulescheck)"),
+    "decompile": Command("decompile", None, "print rules text that compiles back into the same cdb file"),
+    "diff": Command("diff", None, "show the keys and clients whose rule changes between two rule sets"),
+    "explain": Command("explain", None, "show which line of the rules text decides a connection, and why"),
+    "lint": Command("lint", None, "report every problem of a rules file (skipped lines, keys that never match, ...)"),
     "make": Command("cdbtools", "make", "build a cdb file from cdbmake input (drop-in for cdbmake)"),
     "dump": Command("cdbtools", "dump", "print every record of a cdb file (drop-in for cdbdump)"),
     "get": Command("cdbtools", "get", "print the value of a key (drop-in for cdbget)"),

@@ -22,9 +22,9 @@ from typing import Any, Callable, NoReturn, Optional, Tuple
 from .._bindings import DumpError, Failed, StatsError, cdb_dump, cdb_find_all, cdb_stats
 from ..cdbmake import make as make_cdb
 from ..errors import CdbFormatError, MakeInputError, SameFileError
-from ..reader import open_map
+from ..reader import read_cdb
 from . import COMMANDS
-from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, errstr as _errstr, say, system_error
+from ._common import EXIT_OK, EXIT_PERM, EXIT_TEMP, errstr as _errstr, say, system_error, write_out as _write_out
 
 __all__ = ["dump", "get", "make", "stats"]
 
@@ -38,31 +38,13 @@ def _usage(ns: argparse.Namespace, message: str) -> NoReturn:
     parser.error(message)
 
 
-def _write_out(data: Any) -> Optional[int]:
-    """Write bytes to standard output, unbuffered; the exit code on failure, else None.
-
-    A reader that went away (EPIPE) is left to the dispatcher, as for every command.
-    """
-    view = memoryview(data)
-    try:
-        while view:
-            n = os.write(1, view)
-            view = view[n:]
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        say(f"fatal: unable to write output: {_errstr(e)}")
-        return EXIT_TEMP
-    return None
-
-
 def _open(path: str, short: str) -> Tuple[Any, Any, Optional[int]]:
-    """Map the cdb at path: (map, struct cdb, None), or (None, None, exit code) after a message.
+    """Read the cdb at path: (its bytes, struct cdb, None), or (None, None, exit code) after a message.
 
     short is what the classic tool says of a file too short to hold a header.
     """
     try:
-        mm, c, _buf = open_map(path)
+        mm, c, _buf, _, _ = read_cdb(path)
     except CdbFormatError as e:
         # too short for a header: what the classic tool says of that, and why
         word = short if "too short" in e.detail else "not a cdb file"

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import CdbFormatError, djb_strerror
+from ..errors import CdbFormatError, RulesTextError, djb_strerror
 from ..rules import Decision, Rules, data_entries
 from . import COMMANDS
 from ._common import EXIT_OK, EXIT_TEMP, say
@@ -106,8 +106,12 @@ def run(ns: argparse.Namespace) -> int:
     ip, host, info = _connection(ns)
     try:
         with Rules(ns.cdb, reload_interval=None) as rules:
-            d = rules.check(ip, host, info)
-            probes = rules.explain(ip, host, info) if ns.explain else None
+            # exact: the text as given, byte for byte, as tcprulescheck uses it
+            d = rules.check(ip, host, info, exact=True)
+            probes = rules.explain(ip, host, info, exact=True) if ns.explain else None
+    except RulesTextError as e:  # say what to do instead of "protocol error"
+        say(f"fatal: unable to read {ns.cdb}: {e.detail}")
+        return EXIT_TEMP
     except (CdbFormatError, IsADirectoryError):
         # tcprulescheck: EPROTO for a damaged file (it crashes on a directory; a clean
         # reimplementation says protocol error there too: docs/compatibility.md, "Checking and lookups")
