@@ -71,6 +71,13 @@ def under_ci() -> bool:
     return truthy(os.environ.get("CI"))
 
 
+def under_asan() -> bool:
+    """Whether this is the sanitizer run (.ci/asan preloads the ASan runtime).  ASan keeps
+    freed memory in quarantine, so a process's resident size keeps growing there: memory
+    bounds are for the ordinary run."""
+    return "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
 def linux_only(what: str) -> "pytest.MarkDecorator":
     """Mark a test that needs what only Linux has (procfs, /dev/full, tmpfs mounts,
     RLIMIT_AS that malloc obeys): it skips elsewhere, saying what it needs."""

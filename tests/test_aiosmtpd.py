@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from helpers import linux_only, under_ci  # noqa: E402
+from helpers import linux_only, under_asan, under_ci  # noqa: E402
 
 if not under_ci():  # CI installs the test extras, which bring aiosmtpd: no skip there
     pytest.importorskip("aiosmtpd", reason="needs the 'aiosmtpd' extra: pip install 'cdbrules[aiosmtpd]'")
@@ -848,7 +848,7 @@ def test_load_2000_connections_while_recompiling(serve: Any, tmp_path: Path) -> 
     assert ctrl._listener.per_ip == {}
     gc.collect()
     assert len(live) <= 2  # at most the controller's last server and its trigger
-    if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan holds freed memory in quarantine
+    if not under_asan():  # ASan holds freed memory in quarantine
         assert _rss() - rss0 < 32 << 20
     assert rec.calls == []
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
-from helpers import linux_only
+from helpers import linux_only, under_asan
 from policyd_helpers import Policyd, compile_rules, encode, request, rss_kib
 
 N = int(os.environ.get("CDBRULES_POLICYD_LOAD_N", "100000"))
@@ -109,8 +109,10 @@ def test_500_connections_100k_requests(tmp_path: Path) -> None:
         wrong, rss = asyncio.run(_load(pd))
         assert not wrong, "\n".join(wrong)
         # memory flat: from a quarter of the run on (every connection open, the session
-        # table full) the server grows by less than 4 MiB
-        assert max(rss) - rss[0] < 4096, f"RSS in KiB at 1/4, 3/8, ... 7/8 and the end: {rss}"
+        # table full) the server grows by less than 4 MiB (64 MiB under the sanitizer run,
+        # where ASan keeps freed memory in quarantine)
+        limit = 65536 if under_asan() else 4096
+        assert max(rss) - rss[0] < limit, f"RSS in KiB at 1/4, 3/8, ... 7/8 and the end: {rss}"
         assert pd.proc.poll() is None
         assert pd.stop() == 0
     assert "warning" not in pd.log_text(), pd.log_text()
