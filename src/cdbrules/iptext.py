@@ -38,6 +38,13 @@ def tcpserver_ip(address: Address, *, forcev6: bool = False) -> str:
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+def fold_host(raw: bytes) -> bytes:
+    """What tcpserver does to every name before anything else: ASCII letters in lower case,
+    one trailing dot after a label dropped (``"."``, the root, stays as it is)."""
+    low = raw.lower()
+    return low[:-1] if low.endswith(b".") and not low.endswith(b"..") and len(low) > 1 else low
+
+
 def tcpserver_host(name: Union[str, bytes]) -> str:
     """The text tcpserver puts in TCPREMOTEHOST for a client whose PTR record names ``name``
     (a host name as a resolver or Postfix's ``client_name`` gives it).
@@ -47,18 +54,11 @@ def tcpserver_host(name: Union[str, bytes]) -> str:
     root is ``"."``.  ``Mail.Example.COM.`` gives ``mail.example.com``.  A str is taken as
     UTF-8.  An empty name or an empty label (``a..b``) is a ValueError: no PTR answer is
     written so."""
-    raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name)
-    if raw in (b".", b""):
-        if raw:
-            return "."
-        raise ValueError("an empty host name")
-    if raw.endswith(b"."):
-        raw = raw[:-1]
+    raw = fold_host(name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name))
+    if raw == b".":
+        return "."
     labels = raw.split(b".")
     if not all(labels):
-        raise ValueError(f"host {raw.decode('utf-8', 'surrogateescape')!r} has an empty label")
-    out = []
-    for label in labels:
-        low = label.lower()
-        out.append("".join(chr(c) if c in _PLAIN else f"\\{c:03o}" for c in low))
-    return ".".join(out)
+        raise ValueError(f"host {raw.decode('utf-8', 'surrogateescape')!r} has an empty label"
+                         if raw else "an empty host name")
+    return ".".join("".join(chr(c) if c in _PLAIN else f"\\{c:03o}" for c in label) for label in labels)

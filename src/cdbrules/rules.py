@@ -37,7 +37,7 @@ from . import _bindings as C
 from ._bindings import (Failed, closed_cdb, exception, host_is_tcpserver_text, ip_is_tcpserver_text, open_cdb,
                         rules_probes, rules_verify)
 from .errors import CdbFormatError, PathLike
-from .iptext import tcpserver_ip
+from .iptext import fold_host, tcpserver_ip
 from .reader import SETTLE_NS, read_cdb
 
 __all__ = ["Decision", "Rules"]
@@ -119,9 +119,7 @@ def _tcpserver_host(h: bytes) -> bytes:
     no trailing dot (but the root's "."); ValueError for a name it never writes."""
     if host_is_tcpserver_text(h):
         return h
-    low = h.lower()
-    if low.endswith(b".") and not low.endswith(b".."):  # "." itself stays: it is valid already
-        low = low[:-1]
+    low = fold_host(h)
     if host_is_tcpserver_text(low):
         return low
     raise ValueError(f"host {h.decode('utf-8', 'surrogateescape')!r} is not a name tcpserver writes in "
