@@ -20,7 +20,6 @@ from .errors import PathLike
 from .reader import Reader
 from .source import scratch_dir
 from .rules import Decision, Rules, _text
-from .syntax import split_lines
 
 __all__ = ["Explanation", "Origin", "Probe", "explain"]
 
@@ -110,7 +109,7 @@ def explain(rules: Sources, ip: Union[str, bytes], host: Union[str, bytes, None]
             tried = [k for k, _ in rules_probes(c, ipb, hostb, infob)]
         except Failed as e:  # (the file was just written: cannot happen)
             raise exception(e.code, cdb) from None
-    text_of = [[text for _, text, _ in split_lines(t)] for _, t in texts]
+    text_of = [t.split(b"\n") for _, t in texts]  # a line by its number (from 1)
     if len(where) != len(keys):
         raise AssertionError(f"explain: {len(where)} origins for {len(keys)} records")
     lines_of: Dict[bytes, List[Origin]] = {}

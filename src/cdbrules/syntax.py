@@ -9,11 +9,11 @@ the value stored under them.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from ._bindings import rules_line
 
-__all__ = ["BLANK", "COMMENT", "SKIPPED", "RULE", "ERROR", "Item", "Line", "parse_line", "split_lines"]
+__all__ = ["BLANK", "COMMENT", "SKIPPED", "RULE", "ERROR", "Item", "Line", "parse_line"]
 
 BLANK, COMMENT, SKIPPED, RULE, ERROR = "blank", "comment", "skipped", "rule", "error"
 _KINDS = (BLANK, COMMENT, SKIPPED, RULE, ERROR)
@@ -74,18 +74,3 @@ def parse_line(text: bytes) -> Line:
         return Line(kind, text, r.length, code=r.code, column=r.column, name=text[r.name:r.name + r.namelen])
     return Line(kind, text, r.length)
 
-
-def split_lines(data: bytes) -> Iterator[Tuple[int, bytes, bool]]:
-    """(line number from 1, the line without its newline, whether it had one), as tcprules
-    splits text: only ``\\n`` ends a line, and a last line without one still counts."""
-    start = 0
-    lineno = 0
-    end = len(data)
-    while start < end:
-        lineno += 1
-        nl = data.find(b"\n", start)
-        if nl < 0:
-            yield lineno, data[start:], False
-            return
-        yield lineno, data[start:nl], True
-        start = nl + 1
