@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from typing import Dict, Iterator, List, Set, Tuple
 
 import pytest
 
-from helpers import system_env, under_ci
+from helpers import system_env, under_asan, under_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -235,7 +234,7 @@ def test_nothing_refers_outside_the_repository() -> None:
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Path]:
     """The sdist, and the wheel built from that sdist, as `python -m build` makes them."""
-    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+    if under_asan():
         pytest.skip("packaging builds no C worth sanitizing; the ordinary run checks it")
     if importlib.util.find_spec("build") is None:
         if under_ci():

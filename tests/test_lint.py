@@ -33,7 +33,6 @@ from helpers import EXAMPLES, FUZZ, run_cli
 HYPOTHESIS_N = int(os.environ.get("CDBRULES_HYPOTHESIS_N", "300"))
 RANDOM_N = int(os.environ.get("CDBRULES_LINT_RANDOM_N", "1500"))
 
-hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
