@@ -14,10 +14,10 @@ import os
 import tempfile
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from ._bindings import Failed, exception, open_cdb, rules_probes
+from ._bindings import Failed, exception, rules_probes
 from .compiler import compile_origins
 from .errors import PathLike
-from .reader import Reader
+from .reader import Reader, read_cdb
 from .source import scratch_dir
 from .rules import Decision, Rules, _text
 
@@ -102,9 +102,7 @@ def explain(rules: Sources, ip: Union[str, bytes], host: Union[str, bytes, None]
             decision = r.check(ip, host, info, exact=True)  # the text as given, as the probes below
         with Reader(cdb) as rd:
             keys = list(rd.keys())
-        with open(cdb, "rb") as f:
-            data = f.read()
-        c, _buf = open_cdb(data)
+        _, c, _buf, _, _ = read_cdb(cdb)
         try:
             tried = [k for k, _ in rules_probes(c, ipb, hostb, infob)]
         except Failed as e:  # (the file was just written: cannot happen)

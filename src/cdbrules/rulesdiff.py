@@ -66,14 +66,9 @@ def same(a: Decision, b: Decision) -> bool:
 
 
 def is_cdb(path: PathLike) -> bool:
-    """Whether the file at path is a cdb file (else it is taken for rules text): at least a
-    header long, a NUL among its first bytes (rules text has none), and every hash table
-    and slot sound (the check a replacement file passes before :class:`cdbrules.Rules`
-    loads it)."""
-    with open(path, "rb") as f:
-        head = f.read(2048)
-    if len(head) < 2048 or b"\0" not in head:
-        return False
+    """Whether the file at path is a cdb file (else it is taken for rules text): one that
+    reads as a cdb (not rules text, at least a header long) with every hash table and slot
+    sound (the check a replacement file passes before :class:`cdbrules.Rules` loads it)."""
     try:
         _, c, _buf, _, _ = read_cdb(path)
     except CdbFormatError:
