@@ -24,6 +24,8 @@ struct cdb {
   const unsigned char *map; /* the whole file */
   uint32_t size;            /* its length, CDB_HEADER_SIZE .. CDB_MAX_SIZE */
   uint32_t dend;            /* end of the records: where table 0 starts */
+  const unsigned char *seen; /* NULL, or the bitmap of cdb_seen_build() */
+  unsigned seen_shift;
 };
 
 struct cdb_find {
@@ -89,6 +91,20 @@ int cdb_record(const struct cdb *c, uint32_t rpos, uint32_t *kpos, uint32_t *kle
  * does not fit in the file. */
 #define CDB_RECORD_HEAD 8u
 uint64_t cdb_recspan(const struct cdb *c, uint32_t rpos);
+
+/* The bitmap of the hashes the file holds, which lets a search for most
+ * absent keys end without reading the hash tables (cdb_seen.c): its size in
+ * bytes, or 0 when the file gains nothing from one (it is small enough to
+ * stay in the caches) or cannot have one (a hash table outside the file). */
+size_t cdb_seen_size(const struct cdb *c);
+#ifndef CDB_SEEN_MIN_SIZE /* the fuzz build lowers it, to reach both paths */
+#define CDB_SEEN_MIN_SIZE (4u << 20) /* smaller files stay in the caches: no gain there */
+#endif
+
+/* Fill bits (nbytes = cdb_seen_size(c)) and make c's searches use it; bits
+ * must outlive c.  Call it before c is shared: it writes c.  Return 0, or -1
+ * with errno EINVAL when nbytes is not cdb_seen_size(c). */
+int cdb_seen_build(struct cdb *c, unsigned char *bits, size_t nbytes);
 
 /* How many records the file holds; -1 EPROTO. */
 long long cdb_count(const struct cdb *c);

@@ -23,6 +23,10 @@ cdb_findstart_hash(struct cdb_find *f, const struct cdb *c, const void *key, siz
   }
   f->klen = (uint32_t)klen;
   f->hash = hash;
+  if (!cdb_seen(c, hash)) { /* no slot holds this hash: the key is absent */
+    f->slots = f->left = 0;
+    return 0;
+  }
   h = c->map + (f->hash & 255) * 8; /* header entry: (table position, slots) */
   f->tpos = cdb_unpack(h);
   f->slots = cdb_unpack(h + 4);

@@ -11,6 +11,8 @@ cdb_init(struct cdb *c, const void *map, size_t size)
     return errno = EPROTO, -1;
   c->map = map;
   c->size = (uint32_t)size;
+  c->seen = NULL;
+  c->seen_shift = 0;
   /* The records end where table 0 begins (djb's cdbdump reads them so).
    * A position outside the file only limits iteration; lookups check
    * every offset they use on their own. */

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include "cdb.h"
 
 #if defined(__GNUC__)
 #define internal_function __attribute__((visibility("hidden")))
@@ -13,6 +14,25 @@
 #define internal_function
 #define likely(x) (x)
 #define unlikely(x) (x)
+/* Where hash falls in a seen bitmap of 2^(32 - shift) bits (cdb_seen.c):
+ * Fibonacci hashing, so that all 32 bits of the hash pick the bit. */
+static inline uint32_t
+cdb_seen_index(uint32_t hash, unsigned shift)
+{
+  return (uint32_t)((uint64_t)(uint32_t)(hash * 0x9E3779B1u) >> shift);
+}
+
+/* Whether c may hold a record with this hash: 0 only when it holds none. */
+static inline int
+cdb_seen(const struct cdb *c, uint32_t hash)
+{
+  uint32_t at;
+  if (!c->seen)
+    return 1;
+  at = cdb_seen_index(hash, c->seen_shift);
+  return c->seen[at >> 3] >> (at & 7) & 1;
+}
+
 #endif
 
 /* Write all len bytes to fd (retrying after EINTR and short writes).  Return 0 or -1. */
@@ -37,6 +57,25 @@ static inline uint32_t
 cdb_hash_step(uint32_t h, unsigned char c)
 {
   return (h + (h << 5)) ^ c;
+}
+
+/* Where hash falls in a seen bitmap of 2^(32 - shift) bits (cdb_seen.c):
+ * Fibonacci hashing, so that all 32 bits of the hash pick the bit. */
+static inline uint32_t
+cdb_seen_index(uint32_t hash, unsigned shift)
+{
+  return (uint32_t)((uint64_t)(uint32_t)(hash * 0x9E3779B1u) >> shift);
+}
+
+/* Whether c may hold a record with this hash: 0 only when it holds none. */
+static inline int
+cdb_seen(const struct cdb *c, uint32_t hash)
+{
+  uint32_t at;
+  if (!c->seen)
+    return 1;
+  at = cdb_seen_index(hash, c->seen_shift);
+  return c->seen[at >> 3] >> (at & 7) & 1;
 }
 
 #endif

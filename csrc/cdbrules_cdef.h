@@ -26,6 +26,8 @@ int cdb_record(const struct cdb *c, uint32_t rpos, uint32_t *kpos, uint32_t *kle
                uint32_t *dlen);
 uint64_t cdb_recspan(const struct cdb *c, uint32_t rpos);
 long long cdb_count(const struct cdb *c);
+size_t cdb_seen_size(const struct cdb *c);
+int cdb_seen_build(struct cdb *c, unsigned char *bits, size_t nbytes);
 
 int cdb_make_start(struct cdb_make *m, int fd);
 int cdb_make_add(struct cdb_make *m, const void *key, size_t klen, const void *data, size_t dlen);

@@ -152,7 +152,7 @@ _rules_prefetch(const struct cdb *c, uint32_t hash)
 #if defined(__GNUC__)
   const unsigned char *h = c->map + (hash & 255) * 8;
   uint32_t tpos = cdb_unpack(h), slots = cdb_unpack(h + 4);
-  if (slots) {
+  if (slots && cdb_seen(c, hash)) {
     uint64_t s = (uint64_t)tpos + (uint64_t)((hash >> 8) % slots) * 8;
     if (s + 8 <= c->size)
       __builtin_prefetch(c->map + s);

@@ -3,7 +3,9 @@
  * Input: a flags byte, then ip NUL host NUL info NUL, then the rest.
  *   flags bit 0: host present; bit 1: info present (present but empty counts);
  *   bit 2: the rest is a cdb image, any bytes (at least 2048 of them);
- *          otherwise it is rules text, compiled first (up to a bad line).
+ *          otherwise it is rules text, compiled first (up to a bad line);
+ *   bit 3: the rules_check_tcp*() variants judge the ip as IPv6 text;
+ *   bit 4: the lookups run with the bitmap of the file's hashes (cdb_seen.c).
  * Properties beyond "no crash":
  * - rules_probe_next() tries exactly the keys of docs/lookup.md (v6 boundaries),
  *   in order, as a plain model builds them;
@@ -14,7 +16,8 @@
  * - the rules_check_tcp*() variants agree too where ip_is_tcpserver_text() and
  *   host_is_tcpserver_text() accept the text, and refuse it (RULES_BAD_IP,
  *   RULES_BAD_HOST) where they do not; ip_is_tcpserver_text() accepts what
- *   ip_tcpserver_fmt() writes for the first 16 bytes of the rest. */
+ *   ip_tcpserver_fmt() writes for the first 16 bytes of the rest;
+ * - the bitmap of the file's hashes changes no answer. */
 #include <errno.h>
 #include "cdb.h"
 #include "cdb_make.h"
@@ -127,7 +130,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   const uint8_t *p = data + 1, *end = data + size;
   unsigned char *ip, *host, *info, *m, *buf;
-  size_t il, hl, nl, len, i, klen;
+  size_t il, hl, nl, len, i, klen, seen_size;
+  unsigned char *seen = NULL;
   const unsigned char *key;
   struct keys *k;
   struct rules_probe pr;
@@ -171,6 +175,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       want = r < 0 ? -1 : (int64_t)rpos;
       break;
     }
+  }
+  /* with the bitmap of the file's hashes (flag 16) the answers stay the same */
+  if (flags & 16 && (seen_size = cdb_seen_size(&c)) > 0) {
+    FZ_CHECK((seen = malloc(seen_size)) != NULL);
+    FZ_CHECK(cdb_seen_build(&c, seen, seen_size) == 0);
   }
   errno = 0;
   got = rules_lookup(&c, ip, il, flags & 1 ? host : NULL, hl, flags & 2 ? info : NULL, nl);
@@ -220,6 +229,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       FZ_CHECK(ip_is_tcpserver_text(text, tl, v6));
     }
   }
+  free(seen);
   free(k->arena);
   free(k);
   free(m);

@@ -153,12 +153,24 @@ check_search(const struct cdb *c, const unsigned char *m, size_t size, const uns
 }
 
 static void
+searches(const struct cdb *c, const unsigned char *m, size_t size, const struct rec *model, size_t n,
+         uint32_t *want)
+{
+  size_t i;
+  for (i = 0; i < n && i < MAX_KEYS; ++i)
+    check_search(c, m, size, m + model[i].pos + 8, model[i].klen, want);
+  check_search(c, m, size, (const unsigned char *)"", 0, want);
+  for (i = 1; i <= 8 && i < size; ++i)
+    check_search(c, m, size, m + size - i * 7 % size, i * 7 % size < 24 ? i * 7 % size : 24, want);
+}
+
+static void
 fuzz_raw(const unsigned char *m, size_t size)
 {
   struct cdb c;
   struct rec *model;
   uint32_t *want, pos, klen, dlen, out[9];
-  size_t n, i, maxrec = size / 8 + 1;
+  size_t n, i, maxrec = size / 8 + 1, seen_size;
   int err, r;
   long long count;
   if (cdb_init(&c, m, size) < 0) {
@@ -203,12 +215,16 @@ fuzz_raw(const unsigned char *m, size_t size)
       FZ_CHECK(i == n);
   }
 
-  /* searches: the keys of the first records, the empty key, and slices of the input */
-  for (i = 0; i < n && i < MAX_KEYS; ++i)
-    check_search(&c, m, size, m + model[i].pos + 8, model[i].klen, want);
-  check_search(&c, m, size, (const unsigned char *)"", 0, want);
-  for (i = 1; i <= 8 && i < size; ++i)
-    check_search(&c, m, size, m + size - i * 7 % size, i * 7 % size < 24 ? i * 7 % size : 24, want);
+  /* searches: the keys of the first records, the empty key, and slices of the input;
+   * then again with the bitmap of the file's hashes, which must change no answer */
+  searches(&c, m, size, model, n, want);
+  if ((seen_size = cdb_seen_size(&c)) > 0) {
+    unsigned char *seen = malloc(seen_size);
+    FZ_CHECK(seen != NULL);
+    FZ_CHECK(cdb_seen_build(&c, seen, seen_size) == 0);
+    searches(&c, m, size, model, n, want);
+    free(seen);
+  }
   free(model);
   free(want);
 }
@@ -227,7 +243,8 @@ fuzz_written(const unsigned char *data, size_t size)
   struct in *recs = malloc(MAX_RECORDS * sizeof *recs);
   struct cdb_make mk;
   struct cdb c;
-  size_t n = 0, i, j, len;
+  size_t n = 0, i, j, len, seen_size;
+  unsigned char *seen = NULL;
   uint64_t expect = 2048;
   uint32_t count[256] = {0}, want[MAX_RECORDS], pos, klen, dlen;
   const unsigned char *p = data, *end = data + size;
@@ -276,7 +293,14 @@ fuzz_written(const unsigned char *data, size_t size)
   FZ_CHECK(cdb_seqnext(&c, &pos, &klen, &dlen) == 0);
   FZ_CHECK(cdb_count(&c) == (long long)n);
 
-  /* a search for each key yields exactly the records with that key, in order */
+  /* a search for each key yields exactly the records with that key, in order,
+   * with the bitmap of the file's hashes (a written file's tables always fit) */
+  seen_size = cdb_seen_size(&c);
+  FZ_CHECK(seen_size > 0 || len < CDB_SEEN_MIN_SIZE || n == 0);
+  if (seen_size > 0) {
+    FZ_CHECK((seen = malloc(seen_size)) != NULL);
+    FZ_CHECK(cdb_seen_build(&c, seen, seen_size) == 0);
+  }
   for (i = 0; i < n; ++i) {
     struct cdb_find f;
     uint64_t g;
@@ -294,6 +318,7 @@ fuzz_written(const unsigned char *data, size_t size)
         break;
     FZ_CHECK(g >> 32 == want[j] + 8 + recs[j].kl && (g & 0xffffffffu) == want[j] + 8 + recs[j].kl + recs[j].dl);
   }
+  free(seen);
   free(m);
   free(recs);
 }

@@ -126,13 +126,19 @@ def exception(code: Optional[int] = None, path: Optional[PathLike] = None, *, wh
 
 
 def open_cdb(data: Any) -> Tuple[Any, Any]:
-    """(struct cdb, the buffer it reads) for the bytes of a cdb file in ``data`` (bytes, an
-    mmap, any buffer); keep both alive while the struct is used.  Raises
+    """(struct cdb, what it reads) for the bytes of a cdb file in ``data`` (bytes, an mmap,
+    any buffer); keep both alive while the struct is used.  What it reads is the buffer,
+    and for a file past the CPU caches also the bitmap of its hashes (csrc/cdb_seen.c).  Raises
     :class:`CdbFormatError` (without a path) when data cannot be a cdb file."""
     buf = ffi.from_buffer(data)
     c = ffi.new("struct cdb *")
     if lib.cdb_init(c, buf, len(buf)) < 0:
         raise CdbFormatError(None)
+    n = lib.cdb_seen_size(c)
+    if n:  # a big file: the bitmap of its hashes, which spares most searches for absent keys
+        seen = ffi.new("unsigned char[]", n)
+        if lib.cdb_seen_build(c, seen, n) == 0:  # (it is n bytes: it cannot fail)
+            return c, (buf, seen)
     return c, buf
 
 
