@@ -38,7 +38,7 @@ from ._bindings import (Failed, closed_cdb, exception, host_is_tcpserver_text, i
                         rules_probes, rules_verify)
 from .errors import CdbFormatError, PathLike
 from .iptext import fold_host, tcpserver_ip
-from .reader import SETTLE_NS, read_cdb
+from .reader import SETTLE_NS, read_cdb, same_bytes
 
 __all__ = ["Decision", "Rules"]
 
@@ -65,9 +65,13 @@ _NULL = C.NULL
 _int64s = C.int64_array
 _ZEROS = array.array("q", [0])  # check_many's results, int64 each
 
-# Decisions kept per loaded file: enough for every record of any sane rules file, a bound
-# for a hostile one (a decision is still made past it, just not kept).
-_CACHE_MAX = 1 << 16
+# Decisions kept per loaded file: one per KiB of the file, and at least 65,536 (every
+# record of any hand-written rules file).  A decision kept costs about 250 bytes, so the
+# decisions of a big block list take at most about a quarter of the memory its bytes take;
+# a hostile or huge file cannot make them grow past that (a decision is still made past
+# the bound, just not kept).
+_CACHE_MIN = 1 << 16
+_CACHE_PER = 10  # one decision per 2**10 bytes of file
 _recspan = C.cdb_recspan
 _HEAD = C.CDB_RECORD_HEAD
 _NO_SPAN = C.NO_SPAN
@@ -196,11 +200,11 @@ class Decision:
             data: bytes) -> "Decision":
         """A decision from parts already checked (env read-only): no copies, for the lookup path."""
         d = _new_object(cls)
-        _set_attr(d, "allowed", allowed)
-        _set_attr(d, "rule", rule)
-        _set_attr(d, "env", env)
-        _set_attr(d, "key", key)
-        _set_attr(d, "data", data)
+        _set_allowed(d, allowed)
+        _set_rule(d, rule)
+        _set_env(d, env)
+        _set_key(d, key)
+        _set_data(d, data)
         return d
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -225,6 +229,11 @@ class Decision:
         return f"Decision(allowed={self.allowed!r}, rule={self.rule!r}, env={dict(self.env)!r})"
 
 
+# The setters of Decision's slots, bound once: a decision is built on every lookup that
+# finds a record not seen before, and a slot's own setter is the cheapest way past the
+# __setattr__ that keeps decisions immutable (object.__setattr__ looks the name up first).
+_set_allowed, _set_rule, _set_env, _set_key, _set_data = (
+    Decision.__dict__[name].__set__ for name in ("allowed", "rule", "env", "key", "data"))
 _NO_MATCH = Decision(True, None, {})
 
 
@@ -234,7 +243,7 @@ class _State:
     so a reload in another thread cannot free what it reads; the bytes go with the last
     reference."""
 
-    __slots__ = ("c", "mm", "buf", "cache", "envs", "sig", "path", "loaded", "settled")
+    __slots__ = ("c", "mm", "buf", "cache", "envs", "keep", "sig", "path", "loaded", "settled")
 
     def __init__(self, c: Any, mm: Any, buf: Any, sig: Optional[Tuple[int, int, int, int]],
                  path: str, loaded: bool, settled: bool = True) -> None:
@@ -249,7 +258,8 @@ class _State:
         self.path = path
         self.loaded = loaded
         self.cache: Dict[int, Decision] = {0: _NO_MATCH}
-        self.envs: Dict[bytes, Tuple[bool, Mapping[str, str]]] = {}  # data -> parsed
+        self.keep = max(_CACHE_MIN, len(mm) >> _CACHE_PER) if mm is not None else _CACHE_MIN
+        self.envs: Dict[bytes, Tuple[bool, Mapping[str, str], bytes]] = {}  # data -> (allowed, env, data)
 
     @classmethod
     def load(cls, path: PathLike, verify: bool) -> "_State":
@@ -289,11 +299,17 @@ class _State:
         data = mm[kend:span & 0xFFFFFFFF]
         parsed = self.envs.get(data)
         if parsed is None:
-            parsed = Decision._parse(data)
-            if len(self.envs) < _CACHE_MAX:
+            allowed, env = Decision._parse(data)
+            parsed = (allowed, env, data)
+            if len(self.envs) < self.keep:
                 self.envs[data] = parsed
-        d = Decision._of(parsed[0], _decode(key), parsed[1], key, data)
-        if len(self.cache) < _CACHE_MAX:
+        d = _new_object(Decision)
+        _set_allowed(d, parsed[0])
+        _set_rule(d, _decode(key))
+        _set_env(d, parsed[1])
+        _set_key(d, key)
+        _set_data(d, parsed[2])  # one bytes object for every record with the same data
+        if len(self.cache) < self.keep:
             self.cache[r] = d
         return d
 
@@ -579,7 +595,7 @@ class Rules:
         except (OSError, CdbFormatError) as e:
             self._unusable(sig, e, force, "was replaced by a file that cannot be used")
             return False
-        if sig == cur.sig and new.mm == cur.mm:
+        if sig == cur.sig and cur.mm is not None and new.mm is not None and same_bytes(new.mm, cur.mm):
             cur.settled = True  # the same bytes: keep the decisions already made
             return False
         self._state = new
