@@ -76,7 +76,8 @@ def _rows(path: Path, keys: List[bytes]) -> Tuple[List[Tuple[str, str, Dict[str,
     def close() -> None:
         r.close()
         db.close()
-        ffi.release(buf)
+        for b in buf if isinstance(buf, tuple) else (buf,):  # (a big file's bitmap too)
+            ffi.release(b)
 
     return [(name, stmt, g) for name, stmt in rows], close
 

@@ -77,7 +77,8 @@ def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
         return r != 0
 
     def close() -> None:
-        ffi.release(buf)
+        for b in buf if isinstance(buf, tuple) else (buf,):  # (a big file's bitmap too)
+            ffi.release(b)
 
     return Impl(run_probe, answer, close)
 

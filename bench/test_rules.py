@@ -192,8 +192,9 @@ def test_rules_check(benchmark, rules: RulesFile, row: str) -> None:  # type: ig
             from cdbrules._native import ffi, lib
             from cdbrules.reader import read_cdb
 
-            _, c, buf, _, _ = read_cdb(rules.path)
-            closers.append(lambda: ffi.release(buf))
+            _, c, held, _, _ = read_cdb(rules.path)
+            for buf in held if isinstance(held, tuple) else (held,):  # (a big file's bitmap too)
+                closers.append(lambda buf=buf: ffi.release(buf))
             rci = lib.rules_check_ip
             for ip in probes:
                 assert rci(c, ip.encode()) >= 0
