@@ -14,25 +14,6 @@
 #define internal_function
 #define likely(x) (x)
 #define unlikely(x) (x)
-/* Where hash falls in a seen bitmap of 2^(32 - shift) bits (cdb_seen.c):
- * Fibonacci hashing, so that all 32 bits of the hash pick the bit. */
-static inline uint32_t
-cdb_seen_index(uint32_t hash, unsigned shift)
-{
-  return (uint32_t)((uint64_t)(uint32_t)(hash * 0x9E3779B1u) >> shift);
-}
-
-/* Whether c may hold a record with this hash: 0 only when it holds none. */
-static inline int
-cdb_seen(const struct cdb *c, uint32_t hash)
-{
-  uint32_t at;
-  if (!c->seen)
-    return 1;
-  at = cdb_seen_index(hash, c->seen_shift);
-  return c->seen[at >> 3] >> (at & 7) & 1;
-}
-
 #endif
 
 /* Write all len bytes to fd (retrying after EINTR and short writes).  Return 0 or -1. */
