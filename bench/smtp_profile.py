@@ -2,22 +2,32 @@
 """What RulesSMTP adds to an aiosmtpd connection, without the sockets and the client.
 
     python bench/smtp_profile.py                   # CPU µs per connection, SMTP vs RulesSMTP
-    python bench/smtp_profile.py --blocks 600      # more interleaved blocks
+    python bench/smtp_profile.py --blocks 1000     # more interleaved blocks
     python bench/smtp_profile.py --profile         # and cProfile's difference per function
 
-bench/test_smtp.py's dialogue (connect, 220, EHLO, its reply, QUIT, 221) with both servers
-as the benchmark makes them (the same handler without hooks, the same names, RulesSMTP
-over examples/tcp.smtp given as a path, so ``Rules`` stats it as in production), in one
-process and one event loop.  A connection is a new protocol object from the server's
-factory, handed a transport that keeps what is written and gives the peer and local
-addresses, then the client's two command lines in one read; the loop runs until the
-connection is closed and lost.  A block is ``--block`` connections of one server, timed
-in this thread's CPU time; the blocks of the two servers alternate in a random order, so
-a change of load on a busy machine touches both.  Every reply is checked.
+bench/test_smtp.py's dialogue (connect, 220, EHLO, its reply, QUIT, 221) through three
+servers made as the benchmark makes them (the same handler without hooks, the same
+names, RulesSMTP over examples/tcp.smtp given as a path, so ``Rules`` stats it as in
+production):
 
-What is left out costs both servers the same: the select, the socket calls, the client.
-The connection's cost through loopback is in bench/test_smtp.py's rows; RulesSMTP's extra
-here, over that cost, is its ratio there.
+* ``SMTP``: aiosmtpd's plain server;
+* ``RulesSMTP``;
+* ``RulesSMTP, plain dir()``: RulesSMTP without its ``__dir__``, which saves aiosmtpd part
+  of the attribute scan it makes for every new server; its extra over SMTP is the work
+  RulesSMTP itself does per connection.
+
+All three run in this process, in one event loop.  A connection is a new protocol object
+from the server's factory, handed a transport that keeps what is written and gives the
+peer and local addresses, then the client's two command lines in one read; the loop runs
+until the connection is closed and lost.  A block is ``--block`` connections of one
+server, timed in this thread's CPU time; each round runs one block of every server, in a
+random order, so a change of load on a busy machine touches all of them.  Every reply is
+checked.  The ratios are medians of the ratios within a round, with their 95% confidence
+interval.
+
+What is left out costs every server the same: the select, the socket calls, the client.
+The cost of a whole connection through loopback is in bench/test_smtp.py's rows: the
+extra µs here over that cost is RulesSMTP's ratio there.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import multiprocessing
+import math
 import pstats
 import random
 import statistics
@@ -44,12 +54,18 @@ from cdbrules.aiosmtpd import RulesSMTP  # noqa: E402
 
 HOST = "mx.bench.test"
 DIALOGUE = b"EHLO bench.test\r\nQUIT\r\n"
-NAMES = ("SMTP", "RulesSMTP")
 KWARGS: Dict[str, Any] = dict(hostname=HOST, ident="ESMTP", enable_SMTPUTF8=True)  # as Controller makes them
+PLAIN, RULES, OWN = "SMTP", "RulesSMTP", "RulesSMTP, plain dir()"
 
 
 class NoHooks:
     """A handler without hooks: aiosmtpd's defaults answer."""
+
+
+class PlainDirRulesSMTP(RulesSMTP):
+    """RulesSMTP with object's dir(): aiosmtpd scans it as it scans a plain SMTP."""
+
+    __dir__ = object.__dir__
 
 
 class Wire(asyncio.Transport):
@@ -113,92 +129,65 @@ async def block(loop: asyncio.AbstractEventLoop, factory: Callable[[], Any], n: 
 
 
 def servers(cdb: Path, loop: asyncio.AbstractEventLoop) -> Dict[str, Callable[[], Any]]:
+    rules = dict(rules=str(cdb), local_name=HOST, loop=loop, **KWARGS)
     return {
-        "SMTP": lambda: SMTP(NoHooks(), loop=loop, **KWARGS),
-        "RulesSMTP": RulesSMTP.factory(NoHooks(), rules=str(cdb), local_name=HOST, loop=loop, **KWARGS),
+        PLAIN: lambda: SMTP(NoHooks(), loop=loop, **KWARGS),
+        RULES: RulesSMTP.factory(NoHooks(), **rules),
+        OWN: PlainDirRulesSMTP.factory(NoHooks(), **rules),
     }
 
 
-def _server(name: str, cdb: Path, size: int, profile: bool, pipe: Any) -> None:
-    """One server's process: runs the blocks the parent asks for, answers with their CPU time
-    per connection (and, at the end, cProfile's table when asked)."""
+def paired_median(a: List[float], b: List[float]) -> Tuple[float, float, float]:
+    """The median of the ratios b[i] / a[i] and its 95% confidence interval (the order
+    statistics n/2 ± 0.98·√n, which hold whatever the distribution of the ratios)."""
+    r = sorted(y / x for x, y in zip(a, b))
+    n = len(r)
+    half = 0.98 * math.sqrt(n)
+    lo, hi = max(int(n / 2 - half), 0), min(int(math.ceil(n / 2 + half)), n - 1)
+    return statistics.median(r), r[lo], r[hi]
+
+
+def measure(cdb: Path, rounds: int, size: int, seed: int = 1,
+            profile: Optional[Dict[str, cProfile.Profile]] = None) -> Dict[str, List[float]]:
+    """CPU seconds per connection of each server, round by round."""
     loop = asyncio.new_event_loop()
-    made = servers(cdb, loop)
-    want = loop.run_until_complete(connection(loop, made["SMTP"], 1024))
-    assert want.startswith(b"220 " + HOST.encode()) and want.endswith(b"221 Bye\r\n"), want
-    factory = made[name]
-    if loop.run_until_complete(connection(loop, factory, 1024)) != want:
-        raise SystemExit(f"{name}: wrong replies")
-    prof = cProfile.Profile() if profile else None
-    while True:
-        k = pipe.recv()
-        if k is None:
-            break
-        if prof is not None and k >= 0:
-            prof.enable()
-        t = loop.run_until_complete(block(loop, factory, size, 1024 + k % 50 * size, want))
-        if prof is not None and k >= 0:
-            prof.disable()
-        pipe.send(t / size)
-    loop.close()
-    pipe.send(None if prof is None else {k: (v[1], v[2]) for k, v in pstats.Stats(prof).stats.items()})  # type: ignore[attr-defined]
+    try:
+        made = servers(cdb, loop)
+        want = loop.run_until_complete(connection(loop, made[PLAIN], 1024))
+        assert want.startswith(b"220 " + HOST.encode()) and want.endswith(b"221 Bye\r\n"), want
+        for name, factory in made.items():
+            if loop.run_until_complete(connection(loop, factory, 1024)) != want:
+                raise SystemExit(f"{name}: wrong replies")
+        cpu: Dict[str, List[float]] = {name: [] for name in made}
+        rng = random.Random(seed)
+        warm = max(rounds // 10, 5)
+        for k in range(-warm, rounds):
+            for name in rng.sample(list(made), len(made)):
+                prof = profile.get(name) if profile is not None and k >= 0 else None
+                if prof is not None:
+                    prof.enable()
+                t = loop.run_until_complete(block(loop, made[name], size, 1024 + k % 50 * size, want))
+                if prof is not None:
+                    prof.disable()
+                if k >= 0:
+                    cpu[name].append(t / size)
+        return cpu
+    finally:
+        loop.close()
 
 
-def measure(cdb: Path, blocks: int, size: int, seed: int = 1,
-            profile: bool = False) -> Tuple[Dict[str, List[float]], Dict[str, Any]]:
-    """CPU seconds per connection of each server, block by block (the blocks alternate, in
-    a random order), each server in a process of its own; and the profiles."""
-    ctx = multiprocessing.get_context("fork")
-    pipes, procs = {}, []
-    for name in NAMES:
-        mine, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_server, args=(name, cdb, size, profile, theirs))
-        proc.start()
-        pipes[name] = mine
-        procs.append(proc)
-    cpu: Dict[str, List[float]] = {name: [] for name in NAMES}
-    rng = random.Random(seed)
-    warm = max(blocks // 10, 5)
-    for k in range(-warm, blocks):
-        order = list(NAMES)
-        rng.shuffle(order)
-        for name in order:
-            pipes[name].send(k)
-            t = pipes[name].recv()
-            if k >= 0:
-                cpu[name].append(t)
-    profs = {}
-    for name in NAMES:
-        pipes[name].send(None)
-        profs[name] = pipes[name].recv()
-    for proc in procs:
-        proc.join()
-        if proc.exitcode:
-            raise SystemExit(f"a server process failed ({proc.exitcode})")
-    return cpu, profs
-
-
-def summary(cpu: Dict[str, List[float]]) -> Tuple[float, float, float, float, float]:
-    """Median µs per connection of SMTP and RulesSMTP, the median paired ratio and its quartiles."""
-    a, b = statistics.median(cpu["SMTP"]), statistics.median(cpu["RulesSMTP"])
-    paired = sorted(y / x for x, y in zip(cpu["SMTP"], cpu["RulesSMTP"]))
-    q = len(paired) // 4
-    return a * 1e6, b * 1e6, statistics.median(paired), paired[q], paired[-q - 1]
-
-
-def _profile_difference(own: Dict[str, Dict[Tuple[str, int, str], Tuple[int, float]]], blocks: int, size: int,
-                        top: int) -> None:
+def _profile_difference(profs: Dict[str, cProfile.Profile], n: int, top: int) -> None:
     """cProfile's own time per connection, RulesSMTP's minus SMTP's, function by function."""
-    n = blocks * size
-    keys = set(own["SMTP"]) | set(own["RulesSMTP"])
+    own = {name: {k: (v[1], v[2]) for k, v in pstats.Stats(prof).stats.items()}  # type: ignore[attr-defined]
+           for name, prof in profs.items()}
     rows = []
-    for k in keys:
-        ca, ta = own["SMTP"].get(k, (0, 0.0))
-        cb, tb = own["RulesSMTP"].get(k, (0, 0.0))
+    for k in set(own[PLAIN]) | set(own[RULES]):
+        ca, ta = own[PLAIN].get(k, (0, 0.0))
+        cb, tb = own[RULES].get(k, (0, 0.0))
         rows.append(((tb - ta) / n, (cb - ca) / n, k))
     rows.sort(key=lambda r: -abs(r[0]))
-    total = sum(r[0] for r in rows)
-    print(f"\ncProfile, RulesSMTP minus SMTP per connection (own time, calls): {total * 1e6:+.1f} µs in all")
+    print(f"\ncProfile, RulesSMTP minus SMTP per connection (own CPU time, calls; the profiler "
+          f"inflates times): {sum(r[0] for r in rows) * 1e6:+.1f} µs in all")
     for dt, dc, (file, line, func) in rows[:top]:
         where = f"{Path(file).name}:{line}" if line else file
         print(f"  {dt * 1e6:+7.2f} µs {dc:+6.2f} calls  {func} ({where})")
@@ -206,27 +195,31 @@ def _profile_difference(own: Dict[str, Dict[Tuple[str, int, str], Tuple[int, flo
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--blocks", type=int, default=300, help="blocks per server (default 300)")
-    p.add_argument("--block", type=int, default=20, help="connections per block (default 20)")
+    p.add_argument("--rounds", type=int, default=400, help="rounds, each a block of every server (default 400)")
+    p.add_argument("--block", type=int, default=10, help="connections per block (default 10)")
     p.add_argument("--profile", action="store_true",
-                   help="also cProfile both servers and print the difference per function")
+                   help="also cProfile SMTP and RulesSMTP and print the difference per function")
     p.add_argument("--top", type=int, default=25)
     ns = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cdb = Path(tmp) / "tcp.smtp.cdb"
         cdbrules.compile(str(ROOT / "examples" / "tcp.smtp"), str(cdb))
         gc.collect()
-        cpu, _ = measure(cdb, ns.blocks, ns.block)
-        a, b, r, lo, hi = summary(cpu)
-        print(f"{ns.blocks} blocks of {ns.block} connections each, alternating; CPU time per connection:")
-        print(f"  aiosmtpd SMTP {a:7.1f} µs")
-        print(f"  RulesSMTP     {b:7.1f} µs   (+{b - a:.1f} µs)")
-        print(f"  RulesSMTP / SMTP: {b / a:.3f}× (medians), {r:.3f}× (median of paired blocks; "
-              f"quartiles {lo:.3f}–{hi:.3f}×)")
+        cpu = measure(cdb, ns.rounds, ns.block)
+        base = statistics.median(cpu[PLAIN])
+        print(f"{ns.rounds} rounds of a block of {ns.block} connections per server, in a random order; "
+              f"CPU time per connection (medians):")
+        print(f"  {PLAIN:24s} {base * 1e6:7.1f} µs")
+        for name in (RULES, OWN):
+            r, lo, hi = paired_median(cpu[PLAIN], cpu[name])
+            extra = statistics.median(y - x for x, y in zip(cpu[PLAIN], cpu[name]))
+            print(f"  {name:24s} {statistics.median(cpu[name]) * 1e6:7.1f} µs   {extra * 1e6:+6.1f} µs, "
+                  f"{r:.3f}× (95% CI {lo:.3f}–{hi:.3f})")
         if ns.profile:
-            pb = max(ns.blocks // 5, 10)
-            _, profs = measure(cdb, pb, ns.block, seed=2, profile=True)
-            _profile_difference(profs, pb, ns.block, ns.top)
+            profs = {PLAIN: cProfile.Profile(time.thread_time), RULES: cProfile.Profile(time.thread_time)}
+            pr = max(ns.rounds // 5, 10)
+            measure(cdb, pr, ns.block, seed=2, profile=profs)
+            _profile_difference(profs, pr * ns.block, ns.top)
     return 0
 
 

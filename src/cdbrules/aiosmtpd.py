@@ -119,6 +119,10 @@ class _Conn:
         return f"{self.listener.local_name or ''}:{local_ip}:{local_port} :{self.ip}::{self.peer[1]}"
 
 
+#: The state of no connection (a RulesSMTP's until its __init__ ends): no decision.
+_NO_CONN = _Conn.__new__(_Conn)
+
+
 class RulesSession(Session):
     """aiosmtpd's Session with the connection's rule applied (the same values on the new
     Session aiosmtpd makes after STARTTLS):
@@ -286,7 +290,10 @@ class RulesSMTP(SMTP):
 
     # aiosmtpd's SMTP() looks at every attribute of each new server, and a connection does
     # much besides: the state is one object (_Conn), the work is done by functions, and
-    # nothing is made before it is needed.
+    # nothing is made before it is needed.  The state is set after aiosmtpd's __init__,
+    # one attribute less for it to look at; until then the properties read _NO_CONN's.
+
+    _c: _Conn
 
     def __init__(self, handler: Any, *, rules: Union[PathLike, Rules, _Listener], deny: str = "554",
                  rcpthosts: Optional[RcptHosts] = None, **kwargs: Any) -> None:
@@ -295,8 +302,8 @@ class RulesSMTP(SMTP):
         else:
             kwargs.update(deny=deny, rcpthosts=rcpthosts)
             listener = _Listener.split(rules, kwargs)
-        self._c = _Conn(listener)
         super().__init__(handler, **kwargs)
+        self._c = _Conn(listener)
 
     def __dir__(self) -> Iterable[str]:
         # aiosmtpd's SMTP() lists every attribute of each new server (dir(), then again in
@@ -306,7 +313,7 @@ class RulesSMTP(SMTP):
         # the MRO gains or loses a name); only the instance's own are listed each time.
         # dir() gives the same list as without this method.
         cls: type = type(self)
-        return _class_names(cls, tuple(len(vars(k)) for k in cls.__mro__)) | self.__dict__.keys()
+        return _class_names(cls, tuple(map(len, map(vars, cls.__mro__)))) | self.__dict__.keys()
 
     @classmethod
     def factory(cls, handler: Any, *, rules: Union[PathLike, Rules], **kwargs: Any) -> Callable[[], "RulesSMTP"]:
@@ -318,17 +325,17 @@ class RulesSMTP(SMTP):
     @property
     def tcp_env(self) -> Mapping[str, str]:
         """The environment of this connection (see :class:`RulesSession`)."""
-        return self._c.tcp_env()
+        return getattr(self, "_c", _NO_CONN).tcp_env()
 
     @property
     def relayclient(self) -> Optional[str]:
         """RELAYCLIENT's value, or None."""
-        return self._c.relayclient()
+        return getattr(self, "_c", _NO_CONN).relayclient()
 
     @property
     def decision(self) -> Optional[Decision]:
         """The rules' Decision for this client (None until it is made)."""
-        return self._c.decision
+        return getattr(self, "_c", _NO_CONN).decision
 
     def _create_session(self) -> Session:
         s = RulesSession(self.loop)
