@@ -1,7 +1,7 @@
 """Connections per second through aiosmtpd: its plain ``SMTP`` beside ``RulesSMTP`` (issue #11:
 RulesSMTP may cost at most 3% more per connection).
 
-Both servers run in one process, each in its own aiosmtpd Controller thread on 127.0.0.1,
+The servers run in one process, each in its own aiosmtpd Controller thread on 127.0.0.1,
 with the same handler (none of the hooks) and the same names.  A round is SMTP_N
 connections made one after the other by a plain socket client: connect, read the
 greeting, EHLO, QUIT, read to the end.  RulesSMTP obeys examples/tcp.smtp (the stock
@@ -9,19 +9,27 @@ QmailToaster file; the client at 127.0.0.1 gets the ``127.`` rule with RELAYCLIE
 the rules path read the way the server reads it in production: stat per connection.
 
 Two measurements: a pytest-benchmark row per server (SMTP_N connections a round), and
-``test_smtp_paired``, which alternates blocks of 20 connections between the two servers and
-compares the medians of their CPU times (this process: servers and client), so that a busy
-machine's drift falls on both alike.  bench/report.py shows the paired ratio as a target.
+``test_smtp_paired``: CDBRULES_BENCH_SMTP_PAIRS (400) rounds, each a block of 10 connections through every
+server in a random order, timed in CPU time (this process: servers and client), in CPU
+time of the server's own thread, and in wall time.  Each ratio is the median of the
+ratios within a round, blocks run side by side, so that a busy machine's drift falls on
+all alike, with its 95% confidence interval.  A third server, RulesSMTP with object's
+dir() (bench/smtp_profile.py), shows RulesSMTP's own work alone, without what its
+``__dir__`` saves aiosmtpd.  bench/report.py shows the paired ratio as a target.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import gc
 import os
+import random
 import socket
 import statistics
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -29,10 +37,14 @@ import cdbrules
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 from cdbrules.aiosmtpd import RulesController  # noqa: E402
+from smtp_profile import PlainDirRulesSMTP, paired_median  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMTP_N = int(os.environ.get("CDBRULES_BENCH_SMTP_N", "200"))
 ROUNDS = int(os.environ.get("CDBRULES_BENCH_SMTP_ROUNDS", "15"))
+PAIRS = int(os.environ.get("CDBRULES_BENCH_SMTP_PAIRS", "400"))  # rounds of test_smtp_paired
+BLOCK = 10  # connections per block of test_smtp_paired
+PLAIN, RULES, OWN = "aiosmtpd SMTP", "cdbrules RulesSMTP", "RulesSMTP, plain dir()"
 
 
 class NoHooks:
@@ -70,13 +82,16 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Tupl
     common = dict(hostname="127.0.0.1", server_hostname="mx.bench.test", ident="ESMTP")
     plain = aiosmtpd_controller.Controller(NoHooks(), port=_free_port(), **common)
     rules = RulesController(NoHooks(), rules=str(cdb), port=_free_port(), local_name="mx.bench.test", **common)
-    plain.start()
-    rules.start()
+    own = RulesController(NoHooks(), rules=str(cdb), port=_free_port(), local_name="mx.bench.test", **common)
+    own.smtp_class = PlainDirRulesSMTP
+    made = {PLAIN: plain, RULES: rules, OWN: own}
+    for ctrl in made.values():
+        ctrl.start()
     try:
-        yield {"aiosmtpd SMTP": (plain, plain.port), "cdbrules RulesSMTP": (rules, rules.port)}
+        yield {name: (ctrl, ctrl.port) for name, ctrl in made.items()}
     finally:
-        plain.stop()
-        rules.stop()
+        for ctrl in made.values():
+            ctrl.stop()
 
 
 @pytest.mark.parametrize("row", ["aiosmtpd SMTP", "cdbrules RulesSMTP"])
@@ -100,29 +115,65 @@ def test_smtp_connections(benchmark, servers, row: str) -> None:  # type: ignore
     benchmark.pedantic(batch, rounds=ROUNDS, warmup_rounds=1)
 
 
+def _server_clock(ctrl: Any) -> int:
+    """The CPU clock of the thread that runs ctrl's server (its event loop's)."""
+    got: "concurrent.futures.Future[int]" = concurrent.futures.Future()
+    ctrl.loop.call_soon_threadsafe(lambda: got.set_result(time.pthread_getcpuclockid(threading.get_ident())))
+    return got.result(10)
+
+
 def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def]
-    """The two servers in alternating blocks of connections, each block timed in CPU time
-    (this process: the servers and the client) and wall time; the ratio of the medians is
-    RulesSMTP's cost, with the drift of a busy machine shared by both."""
-    plain, rules = servers["aiosmtpd SMTP"][1], servers["cdbrules RulesSMTP"][1]
-    block = 20
-    times: Dict[int, Tuple[list, list]] = {plain: ([], []), rules: ([], [])}
+    """Rounds of one short block of connections through every server, in a random order;
+    each block timed in CPU time of this process (servers and client), in CPU time of the
+    server's own thread, and in wall time.  A ratio within a round compares blocks run
+    side by side, so a busy machine's drift falls on all; the median of the ratios, with
+    its confidence interval, is RulesSMTP's cost."""
+    names = (PLAIN, RULES, OWN)
+    port = {name: servers[name][1] for name in names}
+    clock = {name: _server_clock(servers[name][0]) for name in names}
+    for name in names[1:]:
+        assert one_session(port[name]) == one_session(port[PLAIN])
+    cpu: Dict[str, List[float]] = {name: [] for name in names}
+    srv: Dict[str, List[float]] = {name: [] for name in names}
+    wall: Dict[str, List[float]] = {name: [] for name in names}
+    rng = random.Random(11)
+    pairs = 10 if benchmark.disabled else PAIRS  # (a smoke run: a few rounds)
 
     def run() -> None:
-        for k in range(ROUNDS * 10):
-            for port in ((plain, rules) if k % 2 == 0 else (rules, plain)):
-                c0, w0 = time.process_time(), time.perf_counter()
-                for _ in range(block):
-                    one_session(port)
-                times[port][0].append(time.process_time() - c0)
-                times[port][1].append(time.perf_counter() - w0)
+        for k in range(-pairs // 10, pairs):  # the first tenth warms up, untimed
+            for name in rng.sample(names, len(names)):
+                p, clk = port[name], clock[name]
+                s0, c0, w0 = time.clock_gettime(clk), time.process_time(), time.perf_counter()
+                for _ in range(BLOCK):
+                    one_session(p)
+                w, c, s = time.perf_counter() - w0, time.process_time() - c0, time.clock_gettime(clk) - s0
+                if k >= 0:
+                    cpu[name].append(c / BLOCK)
+                    srv[name].append(s / BLOCK)
+                    wall[name].append(w / BLOCK)
 
+    gc.collect()
     benchmark.group = "smtp-paired"
     benchmark.pedantic(run, rounds=1)
-    cpu = statistics.median(times[rules][0]) / statistics.median(times[plain][0])
-    wall = statistics.median(times[rules][1]) / statistics.median(times[plain][1])
-    per = {name: statistics.median(times[port][0]) / block for name, port in (("plain", plain), ("rules", rules))}
-    benchmark.extra_info.update(lib="paired", what=f"blocks of {block}, alternating", per=ROUNDS * 10 * 2 * block,
-                                paired_cpu_ratio=cpu, paired_wall_ratio=wall, cpu_per_connection=per)
-    print(f"\nRulesSMTP / aiosmtpd SMTP per connection: CPU {cpu:.3f}x, wall {wall:.3f}x; "
-          f"CPU per connection {per['plain'] * 1e6:.0f} vs {per['rules'] * 1e6:.0f} us")
+    ratio, lo, hi = paired_median(cpu[PLAIN], cpu[RULES])
+    sratio, slo, shi = paired_median(srv[PLAIN], srv[RULES])
+    wratio = paired_median(wall[PLAIN], wall[RULES])[0]
+    oratio, olo, ohi = paired_median(srv[PLAIN], srv[OWN])
+
+    def extra(name: str) -> float:  # µs per connection in the server's thread, over SMTP's
+        return statistics.median(y - x for x, y in zip(srv[PLAIN], srv[name])) * 1e6
+
+    per = {name: statistics.median(cpu[name]) for name in names}
+    benchmark.extra_info.update(
+        lib="paired", what=f"{pairs} rounds of a block of {BLOCK} per server, in a random order",
+        per=pairs * len(names) * BLOCK,
+        paired_cpu_ratio=ratio, paired_cpu_ci=[lo, hi], paired_wall_ratio=wratio,
+        server_cpu_ratio=sratio, server_cpu_ci=[slo, shi], server_extra_us=extra(RULES),
+        own_server_cpu_ratio=oratio, own_server_cpu_ci=[olo, ohi], own_server_extra_us=extra(OWN),
+        cpu_per_connection={"plain": per[PLAIN], "rules": per[RULES]},
+        server_cpu_per_connection={"plain": statistics.median(srv[PLAIN]), "rules": statistics.median(srv[RULES])})
+    print(f"\nRulesSMTP / aiosmtpd SMTP per connection, median of {pairs} rounds: "
+          f"CPU {ratio:.3f}x (95% CI {lo:.3f}-{hi:.3f}), wall {wratio:.3f}x; "
+          f"server thread {sratio:.3f}x (95% CI {slo:.3f}-{shi:.3f}), {extra(RULES):+.1f} us; "
+          f"its own work (plain dir()): server thread {oratio:.3f}x (95% CI {olo:.3f}-{ohi:.3f}), "
+          f"{extra(OWN):+.1f} us; CPU per connection {per[PLAIN] * 1e6:.0f} vs {per[RULES] * 1e6:.0f} us")
