@@ -23,7 +23,8 @@ import ipaddress
 import logging
 import threading
 from types import MappingProxyType
-from typing import Any, Awaitable, Callable, Coroutine, Dict, FrozenSet, Iterable, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import (Any, Awaitable, Callable, Coroutine, Dict, FrozenSet, Iterable, Mapping, NamedTuple, Optional,
+                    Tuple, Union)
 
 try:
     from aiosmtpd.controller import Controller
