@@ -29,7 +29,7 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterator, List, Tuple, TypeVar
 
 import pytest
 
@@ -45,6 +45,7 @@ ROUNDS = int(os.environ.get("CDBRULES_BENCH_SMTP_ROUNDS", "15"))
 PAIRS = int(os.environ.get("CDBRULES_BENCH_SMTP_PAIRS", "400"))  # rounds of test_smtp_paired
 BLOCK = 10  # connections per block of test_smtp_paired
 PLAIN, RULES, OWN = "aiosmtpd SMTP", "cdbrules RulesSMTP", "RulesSMTP, plain dir()"
+T = TypeVar("T")
 
 
 class NoHooks:
@@ -115,11 +116,23 @@ def test_smtp_connections(benchmark, servers, row: str) -> None:  # type: ignore
     benchmark.pedantic(batch, rounds=ROUNDS, warmup_rounds=1)
 
 
-def _server_clock(ctrl: Any) -> int:
-    """The CPU clock of the thread that runs ctrl's server (its event loop's)."""
-    got: "concurrent.futures.Future[int]" = concurrent.futures.Future()
-    ctrl.loop.call_soon_threadsafe(lambda: got.set_result(time.pthread_getcpuclockid(threading.get_ident())))
+def _in_server_thread(ctrl: Any, fn: Callable[[], T]) -> T:
+    """fn() called in the thread that runs ctrl's server (its event loop's)."""
+    got: "concurrent.futures.Future[T]" = concurrent.futures.Future()
+    ctrl.loop.call_soon_threadsafe(lambda: got.set_result(fn()))
     return got.result(10)
+
+
+def _server_clock(ctrl: Any) -> int:
+    """The CPU clock of the thread that runs ctrl's server."""
+    return _in_server_thread(ctrl, lambda: time.pthread_getcpuclockid(threading.get_ident()))
+
+
+def _pin(cpus: AbstractSet[int]) -> AbstractSet[int]:
+    """Bind the calling thread to cpus; the set it had (Linux: affinity is per thread)."""
+    had = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    return had
 
 
 def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def]
@@ -164,9 +177,24 @@ def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def
             if gc_was:
                 gc.enable()
 
+    # The client and every server on one CPU: a server whose thread the scheduler kept on
+    # the client's CPU would otherwise run warmer than one kept on the other, for a whole
+    # run (two identical servers measured 12 µs apart).  The dialogue is one request and
+    # one reply at a time, so nothing runs in parallel anyway.
+    pin = hasattr(os, "sched_setaffinity")
+    if pin:
+        cpu_one = {min(os.sched_getaffinity(0))}
+        had = {name: _in_server_thread(servers[name][0], lambda: _pin(cpu_one)) for name in names}
+        had_client = _pin(cpu_one)
     gc.collect()
     benchmark.group = "smtp-paired"
-    benchmark.pedantic(run, rounds=1)
+    try:
+        benchmark.pedantic(run, rounds=1)
+    finally:
+        if pin:
+            _pin(had_client)
+            for name in names:
+                _in_server_thread(servers[name][0], lambda n=name: _pin(had[n]))  # type: ignore[misc]
     ratio, lo, hi = paired_median(cpu[PLAIN], cpu[RULES])
     sratio, slo, shi = paired_median(srv[PLAIN], srv[RULES])
     wratio = paired_median(wall[PLAIN], wall[RULES])[0]
@@ -177,7 +205,7 @@ def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def
 
     per = {name: statistics.median(cpu[name]) for name in names}
     benchmark.extra_info.update(
-        lib="paired", what=f"{pairs} rounds of a block of {BLOCK} per server, in a random order",
+        lib="paired", what=f"{pairs} rounds of a block of {BLOCK} per server, in a random order, on one CPU",
         per=pairs * len(names) * BLOCK,
         paired_cpu_ratio=ratio, paired_cpu_ci=[lo, hi], paired_wall_ratio=wratio,
         server_cpu_ratio=sratio, server_cpu_ci=[slo, shi], server_extra_us=extra(RULES),
