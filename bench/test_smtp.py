@@ -9,13 +9,15 @@ QmailToaster file; the client at 127.0.0.1 gets the ``127.`` rule with RELAYCLIE
 the rules path read the way the server reads it in production: stat per connection.
 
 Two measurements: a pytest-benchmark row per server (SMTP_N connections a round), and
-``test_smtp_paired``: CDBRULES_BENCH_SMTP_PAIRS (400) rounds, each a block of 10 connections through every
-server in a random order, timed in CPU time (this process: servers and client), in CPU
-time of the server's own thread, and in wall time.  Each ratio is the median of the
-ratios within a round, blocks run side by side, so that a busy machine's drift falls on
-all alike, with its 95% confidence interval.  A third server, RulesSMTP with object's
-dir() (bench/smtp_profile.py), shows RulesSMTP's own work alone, without what its
-``__dir__`` saves aiosmtpd.  bench/report.py shows the paired ratio as a target.
+``test_smtp_paired``: CDBRULES_BENCH_SMTP_PAIRS (400) rounds, each a block of 10
+connections through every server in a random order, the servers dealt out anew to three
+Controllers (threads and ports) each round, all bound to one CPU; each block timed in CPU
+time (this process: servers and client), in CPU time of the serving thread, and in wall
+time.  Each ratio is the median of the ratios within a round, blocks run side by side,
+so that a busy machine's drift falls on all alike, with its 95% confidence interval.  A
+third server, RulesSMTP with object's dir() (bench/smtp_profile.py), shows RulesSMTP's
+own work alone, without what its ``__dir__`` saves aiosmtpd.  bench/report.py shows the
+paired ratio as a target.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import pytest
 import cdbrules
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
-from cdbrules.aiosmtpd import RulesController  # noqa: E402
+from aiosmtpd.smtp import SMTP  # noqa: E402
+from cdbrules.aiosmtpd import RulesController, RulesSMTP  # noqa: E402
 from smtp_profile import PlainDirRulesSMTP, paired_median  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,22 +79,56 @@ def one_session(port: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Tuple[Any, int]]]:
-    d = tmp_path_factory.mktemp("smtp")
-    cdb = d / "tcp.smtp.cdb"
-    cdbrules.compile(str(ROOT / "examples" / "tcp.smtp"), str(cdb))
-    common = dict(hostname="127.0.0.1", server_hostname="mx.bench.test", ident="ESMTP")
-    plain = aiosmtpd_controller.Controller(NoHooks(), port=_free_port(), **common)
-    rules = RulesController(NoHooks(), rules=str(cdb), port=_free_port(), local_name="mx.bench.test", **common)
-    own = RulesController(NoHooks(), rules=str(cdb), port=_free_port(), local_name="mx.bench.test", **common)
-    own.smtp_class = PlainDirRulesSMTP
-    made = {PLAIN: plain, RULES: rules, OWN: own}
+def cdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("smtp") / "tcp.smtp.cdb"
+    cdbrules.compile(str(ROOT / "examples" / "tcp.smtp"), str(out))
+    return out
+
+
+COMMON: Dict[str, Any] = dict(hostname="127.0.0.1", server_hostname="mx.bench.test", ident="ESMTP")
+
+
+@pytest.fixture(scope="module")
+def servers(cdb: Path) -> Iterator[Dict[str, Tuple[Any, int]]]:
+    plain = aiosmtpd_controller.Controller(NoHooks(), port=_free_port(), **COMMON)
+    rules = RulesController(NoHooks(), rules=str(cdb), port=_free_port(), local_name="mx.bench.test", **COMMON)
+    made = {PLAIN: plain, RULES: rules}
     for ctrl in made.values():
         ctrl.start()
     try:
         yield {name: (ctrl, ctrl.port) for name, ctrl in made.items()}
     finally:
         for ctrl in made.values():
+            ctrl.stop()
+
+
+class Switch(aiosmtpd_controller.Controller):  # type: ignore[misc]
+    """A Controller whose servers come from ``make``, which may change between connections."""
+
+    make: Callable[[], Any]
+
+    def factory(self) -> Any:
+        return self.make()
+
+
+@pytest.fixture(scope="module")
+def switches(cdb: Path) -> Iterator[Tuple[List[Any], Dict[str, Callable[[], Any]]]]:
+    """As many Switch controllers as servers to compare, and the servers' factories (made
+    as RulesController and Controller make them)."""
+    made = [Switch(NoHooks(), port=_free_port(), **COMMON) for _ in range(3)]
+    kw = made[0].SMTP_kwargs
+    factories: Dict[str, Callable[[], Any]] = {
+        PLAIN: lambda: SMTP(NoHooks(), **kw),
+        RULES: RulesSMTP.factory(NoHooks(), rules=str(cdb), local_name="mx.bench.test", **kw),
+        OWN: PlainDirRulesSMTP.factory(NoHooks(), rules=str(cdb), local_name="mx.bench.test", **kw),
+    }
+    for ctrl in made:
+        ctrl.make = factories[PLAIN]
+        ctrl.start()
+    try:
+        yield made, factories
+    finally:
+        for ctrl in made:
             ctrl.stop()
 
 
@@ -135,17 +172,23 @@ def _pin(cpus: AbstractSet[int]) -> AbstractSet[int]:
     return had
 
 
-def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def]
+def test_smtp_paired(benchmark, switches) -> None:  # type: ignore[no-untyped-def]
     """Rounds of one short block of connections through every server, in a random order;
     each block timed in CPU time of this process (servers and client), in CPU time of the
     server's own thread, and in wall time.  A ratio within a round compares blocks run
     side by side, so a busy machine's drift falls on all; the median of the ratios, with
-    its confidence interval, is RulesSMTP's cost."""
+    its confidence interval, is RulesSMTP's cost.  Each round also deals the servers out
+    to the controllers (threads, ports) anew, so that none keeps a luckier thread."""
+    ctrls, factories = switches
     names = (PLAIN, RULES, OWN)
-    port = {name: servers[name][1] for name in names}
-    clock = {name: _server_clock(servers[name][0]) for name in names}
-    for name in names[1:]:
-        assert one_session(port[name]) == one_session(port[PLAIN])
+    clock = [_server_clock(ctrl) for ctrl in ctrls]
+    want = one_session(ctrls[0].port)
+    for name in names:
+        ctrls[0].make = factories[name]
+        assert one_session(ctrls[0].port) == want
+        if name != PLAIN:  # the rule applied
+            env = ctrls[0].smtpd.tcp_env
+            assert env["TCPREMOTEIP"] == "127.0.0.1" and env["RELAYCLIENT"] == ""
     cpu: Dict[str, List[float]] = {name: [] for name in names}
     srv: Dict[str, List[float]] = {name: [] for name in names}
     wall: Dict[str, List[float]] = {name: [] for name in names}
@@ -161,8 +204,11 @@ def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def
         gc.disable()
         try:
             for k in range(-pairs // 10, pairs):  # the first tenth warms up, untimed
-                for name in rng.sample(names, len(names)):
-                    p, clk = port[name], clock[name]
+                dealt = rng.sample(range(len(ctrls)), len(names))
+                for i, name in zip(dealt, names):
+                    ctrls[i].make = factories[name]
+                for i, name in rng.sample(list(zip(dealt, names)), len(names)):
+                    p, clk = ctrls[i].port, clock[i]
                     s0, c0, w0 = time.clock_gettime(clk), time.process_time(), time.perf_counter()
                     for _ in range(BLOCK):
                         one_session(p)
@@ -179,12 +225,12 @@ def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def
 
     # The client and every server on one CPU: a server whose thread the scheduler kept on
     # the client's CPU would otherwise run warmer than one kept on the other, for a whole
-    # run (two identical servers measured 12 µs apart).  The dialogue is one request and
-    # one reply at a time, so nothing runs in parallel anyway.
+    # run.  The dialogue is one request and one reply at a time, so nothing runs in
+    # parallel anyway.
     pin = hasattr(os, "sched_setaffinity")
     if pin:
         cpu_one = {min(os.sched_getaffinity(0))}
-        had = {name: _in_server_thread(servers[name][0], lambda: _pin(cpu_one)) for name in names}
+        had = [_in_server_thread(ctrl, lambda: _pin(cpu_one)) for ctrl in ctrls]
         had_client = _pin(cpu_one)
     gc.collect()
     benchmark.group = "smtp-paired"
@@ -193,8 +239,8 @@ def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def
     finally:
         if pin:
             _pin(had_client)
-            for name in names:
-                _in_server_thread(servers[name][0], lambda n=name: _pin(had[n]))  # type: ignore[misc]
+            for ctrl, cpus in zip(ctrls, had):
+                _in_server_thread(ctrl, lambda cpus=cpus: _pin(cpus))  # type: ignore[misc]
     ratio, lo, hi = paired_median(cpu[PLAIN], cpu[RULES])
     sratio, slo, shi = paired_median(srv[PLAIN], srv[RULES])
     wratio = paired_median(wall[PLAIN], wall[RULES])[0]
@@ -205,7 +251,8 @@ def test_smtp_paired(benchmark, servers) -> None:  # type: ignore[no-untyped-def
 
     per = {name: statistics.median(cpu[name]) for name in names}
     benchmark.extra_info.update(
-        lib="paired", what=f"{pairs} rounds of a block of {BLOCK} per server, in a random order, on one CPU",
+        lib="paired", what=f"{pairs} rounds of a block of {BLOCK} per server, in a random order and on a controller "
+        f"dealt anew, on one CPU",
         per=pairs * len(names) * BLOCK,
         paired_cpu_ratio=ratio, paired_cpu_ci=[lo, hi], paired_wall_ratio=wratio,
         server_cpu_ratio=sratio, server_cpu_ci=[slo, shi], server_extra_us=extra(RULES),
