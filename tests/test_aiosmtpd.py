@@ -917,6 +917,38 @@ def test_arguments_are_checked(rules_cdb: Path) -> None:
     assert RulesController(Recorder(), rules=r).rules is r
 
 
+def test_commands_of_a_subclass_added_while_serving(serve: Any) -> None:
+    """aiosmtpd finds a server's commands by listing its attributes, for every connection;
+    RulesSMTP gathers its classes' names once per class: again when a class changed."""
+
+    class XSMTP(RulesSMTP):
+        pass
+
+    class XController(RulesController):
+        smtp_class = XSMTP
+
+    ctrl, _ = serve(cls=XController)
+
+    def xfoo() -> bytes:
+        c = Raw(ctrl, "127.0.0.14")
+        try:
+            assert c.line().startswith(b"220 ")
+            return c.cmd(b"XFOO")
+        finally:
+            c.close()
+
+    assert xfoo().startswith(b"500 ")
+
+    async def smtp_XFOO(self: Any, arg: str) -> None:
+        await self.push("250 foo")
+
+    XSMTP.smtp_XFOO = smtp_XFOO  # type: ignore[attr-defined]
+    assert xfoo() == b"250 foo"
+    srv = ctrl.smtpd
+    assert isinstance(srv, XSMTP) and "smtp_XFOO" in dir(srv)
+    assert dir(srv) == sorted(object.__dir__(srv))  # the same list as without RulesSMTP's __dir__
+
+
 def test_rcpthosts_reading() -> None:
     hosts = frozenset({"example.org", ".example.net"})
     assert qmailenv.rcpthosts_allows(hosts, "postmaster")  # no host: qmail adds its own

@@ -23,7 +23,8 @@ import ipaddress
 import logging
 import threading
 from types import MappingProxyType
-from typing import Any, Awaitable, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import (Any, Awaitable, Callable, Coroutine, Dict, FrozenSet, Iterable, Mapping, NamedTuple, Optional,
+                    Tuple, Union)
 
 try:
     from aiosmtpd.controller import Controller
@@ -71,24 +72,23 @@ _FACTS_MAX = 4096
 
 class _Conn:
     """The state of one connection of a RulesSMTP, shared by its Sessions (STARTTLS makes a
-    new one).  The environment is made when first asked for."""
+    new one).  The environment is made when first asked for.  (No __slots__: a new
+    connection sets only its listener, everything else starts as the class's default.)"""
 
-    __slots__ = ("listener", "state", "ip", "peer", "sock", "decision", "facts", "env", "rbl", "chkuser",
-                 "counted", "counted_ip")
+    state = _NEW
+    ip = ""
+    peer: Any = None
+    sock: Any = None
+    decision: Optional[Decision] = None
+    facts: Optional[_Facts] = None
+    env: Optional[Mapping[str, str]] = None
+    rbl: Optional[RblBlock] = None
+    chkuser: Optional[qmailenv.Chkuser] = None
+    counted = False
+    counted_ip: Optional[str] = None
 
     def __init__(self, listener: "_Listener") -> None:
         self.listener = listener
-        self.state = _NEW
-        self.ip = ""
-        self.peer: Any = None
-        self.sock: Any = None
-        self.decision: Optional[Decision] = None
-        self.facts: Optional[_Facts] = None
-        self.env: Optional[Mapping[str, str]] = None
-        self.rbl: Optional[RblBlock] = None
-        self.chkuser: Optional[qmailenv.Chkuser] = None
-        self.counted = False
-        self.counted_ip: Optional[str] = None
 
     def tcp_env(self) -> Mapping[str, str]:
         env = self.env
@@ -118,6 +118,10 @@ class _Conn:
         except (ValueError, TypeError, IndexError):
             local_ip, local_port = repr(self.sock), ""
         return f"{self.listener.local_name or ''}:{local_ip}:{local_port} :{self.ip}::{self.peer[1]}"
+
+
+#: The state of no connection (a RulesSMTP's until its __init__ ends): no decision.
+_NO_CONN = _Conn.__new__(_Conn)
 
 
 class RulesSession(Session):
@@ -248,6 +252,13 @@ def _ip(addr: Any) -> str:
     return tcpserver_ip(addr)
 
 
+@functools.lru_cache(maxsize=64)
+def _class_names(cls: type, sizes: Tuple[int, ...]) -> FrozenSet[str]:
+    """The attribute names dir() finds on cls and its bases (sizes: how many each has, so
+    that a class changed since is listed again)."""
+    return frozenset().union(*(vars(k) for k in cls.__mro__))
+
+
 class RulesSMTP(SMTP):
     """An aiosmtpd ``SMTP`` server obeying a tcpserver rules file.
 
@@ -280,7 +291,10 @@ class RulesSMTP(SMTP):
 
     # aiosmtpd's SMTP() looks at every attribute of each new server, and a connection does
     # much besides: the state is one object (_Conn), the work is done by functions, and
-    # nothing is made before it is needed.
+    # nothing is made before it is needed.  The state is set after aiosmtpd's __init__,
+    # one attribute less for it to look at; until then the properties read _NO_CONN's.
+
+    _c: _Conn
 
     def __init__(self, handler: Any, *, rules: Union[PathLike, Rules, _Listener], deny: str = "554",
                  rcpthosts: Optional[RcptHosts] = None, **kwargs: Any) -> None:
@@ -289,8 +303,18 @@ class RulesSMTP(SMTP):
         else:
             kwargs.update(deny=deny, rcpthosts=rcpthosts)
             listener = _Listener.split(rules, kwargs)
-        self._c = _Conn(listener)
         super().__init__(handler, **kwargs)
+        self._c = _Conn(listener)
+
+    def __dir__(self) -> Iterable[str]:
+        # aiosmtpd's SMTP() lists every attribute of each new server (dir(), then again in
+        # inspect.getmembers) to find its smtp_ and auth_ methods, and merging the seven
+        # classes' dictionaries is most of dir()'s time.  Their names are the same for
+        # every connection: they are gathered once per class (and again when a class of
+        # the MRO gains or loses a name); only the instance's own are listed each time.
+        # dir() gives the same list as without this method.
+        cls: type = type(self)
+        return _class_names(cls, tuple(map(len, map(vars, cls.__mro__)))) | self.__dict__.keys()
 
     @classmethod
     def factory(cls, handler: Any, *, rules: Union[PathLike, Rules], **kwargs: Any) -> Callable[[], "RulesSMTP"]:
@@ -302,17 +326,17 @@ class RulesSMTP(SMTP):
     @property
     def tcp_env(self) -> Mapping[str, str]:
         """The environment of this connection (see :class:`RulesSession`)."""
-        return self._c.tcp_env()
+        return getattr(self, "_c", _NO_CONN).tcp_env()
 
     @property
     def relayclient(self) -> Optional[str]:
         """RELAYCLIENT's value, or None."""
-        return self._c.relayclient()
+        return getattr(self, "_c", _NO_CONN).relayclient()
 
     @property
     def decision(self) -> Optional[Decision]:
         """The rules' Decision for this client (None until it is made)."""
-        return self._c.decision
+        return getattr(self, "_c", _NO_CONN).decision
 
     def _create_session(self) -> Session:
         s = RulesSession(self.loop)
@@ -320,23 +344,13 @@ class RulesSMTP(SMTP):
         return s
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        # the decision first: aiosmtpd's connection_made starts _handle_client, which reads it
         c = self._c
-        if c.state != _NEW:  # the TLS transport after STARTTLS: a new Session, same client
-            return
-        c.state = _PENDING
-        listener = c.listener
-        if listener.max_connections is not None:
-            if not listener.enter():
-                c.state = _BUSY
-                log.info("busy %r: max_connections %d are open", transport.get_extra_info("peername"),
-                         listener.max_connections)
-                return
-            c.counted = True
-        if self._proxy_timeout is None:  # with PROXY, the address in its header decides
-            _decide(self, transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
-            if c.state == _DROP:
-                transport.close()
+        if c.state == _NEW:  # (not the TLS transport after STARTTLS: a new Session, same client)
+            _connect(self, transport)
+        super().connection_made(transport)
+        if c.state == _DROP:
+            transport.close()
 
     def connection_lost(self, error: Optional[Exception]) -> None:
         # aiosmtpd may call this twice (a failed TLS handshake): count each connection once
@@ -349,22 +363,38 @@ class RulesSMTP(SMTP):
             c.counted_ip = None
         super().connection_lost(error)
 
-    async def _handle_client(self) -> None:
-        if self._proxy_timeout is None and not await _admit(self):
-            if self.transport is not None:
-                self.transport.close()
-            return
-        await super()._handle_client()
+    def _handle_client(self) -> Coroutine[Any, Any, None]:
+        # aiosmtpd's own coroutine, with no frame of ours around it, for a client let in
+        if self._proxy_timeout is not None or _let_in(self._c):
+            return super()._handle_client()
+        return _admit_then_serve(self)
 
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+    def _call_handler_hook(self, command: str, *args: Any) -> Coroutine[Any, Any, Any]:
+        # (the coroutine to await, without a frame of ours around aiosmtpd's)
         if command == "RCPT":
-            return await _rcpt(self, args[0], args[1])
+            return _rcpt(self, args[0], args[1])
         if command == "PROXY":
-            return await _proxy(self, args[0])
-        return await super()._call_handler_hook(command, *args)
+            return _proxy(self, args[0])
+        return super()._call_handler_hook(command, *args)
 
 
 # -- the decision -------------------------------------------------------------------------
+
+
+def _connect(srv: RulesSMTP, transport: asyncio.BaseTransport) -> None:
+    """A new connection: count it, then (without PROXY) decide from its addresses."""
+    c = srv._c
+    c.state = _PENDING
+    listener = c.listener
+    if listener.max_connections is not None:
+        if not listener.enter():
+            c.state = _BUSY
+            log.info("busy %r: max_connections %d are open", transport.get_extra_info("peername"),
+                     listener.max_connections)
+            return
+        c.counted = True
+    if srv._proxy_timeout is None:  # with PROXY, the address in its header decides
+        _decide(srv, transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
 
 
 def _decide(srv: RulesSMTP, peer: Any, sock: Any) -> None:
@@ -385,7 +415,6 @@ def _decide(srv: RulesSMTP, peer: Any, sock: Any) -> None:
         log.warning("drop %s: unable to read %s: %s", c.where(), listener.rules.path, e)
         return
     c.decision = d
-    c.env = None
     f = c.facts = listener.facts(d)
     if not d.allowed:
         c.state = _DENY if listener.deny == "554" else _DROP
@@ -418,17 +447,34 @@ async def _push_databytes(push: Callable[[Any], Awaitable[None]], status: Any) -
 # -- what the client gets before the SMTP session -------------------------------------------
 
 
+def _let_in(c: _Conn) -> bool:
+    """Whether the client goes on to its SMTP session with nothing more to ask: allowed,
+    not blocked, and no DNS list to ask (or RBLSMTPD set, empty, exempting it)."""
+    if c.state != _OK or c.rbl is not None:
+        return False
+    return c.listener.rbl_check is None or (c.facts is not None and c.facts.rblsmtpd_set)
+
+
+async def _admit_then_serve(srv: RulesSMTP) -> None:
+    """_handle_client for a client that _let_in does not let in at once: answered by
+    _admit, then served if it lets the client in."""
+    if await _admit(srv):
+        await SMTP._handle_client(srv)
+    elif srv.transport is not None:
+        srv.transport.close()
+
+
 async def _admit(srv: RulesSMTP) -> bool:
     """Answer a client that gets no SMTP session (denied, blocked, over a limit) and return
     False; True for a client whose session goes on."""
     c = srv._c
+    if _let_in(c):
+        return True
     state = c.state
     if state == _OK:
         if c.rbl is None:
-            check = c.listener.rbl_check
-            if check is None or (c.facts is not None and c.facts.rblsmtpd_set):
-                return True
-            c.rbl = await _ask_rbl(srv, check)
+            assert c.listener.rbl_check is not None  # (else _let_in)
+            c.rbl = await _ask_rbl(srv, c.listener.rbl_check)
             if c.rbl is None:
                 return True
         log.info("rbl %s: %s", c.where(), c.rbl.reply)
