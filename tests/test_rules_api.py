@@ -81,6 +81,7 @@ def test_bytes_and_str_agree(rules: Rules) -> None:
 def test_decisions_are_cached_per_record(rules: Rules) -> None:
     a = rules.check("1.2.3.4")
     assert rules.check("1.2.3.4") is a and rules.check_many(["1.2.3.4"])[0] is a
+    assert rules.check_ip(b"1.2.3.4") is a and rules.check_ip("1.2.3.4") is a
     assert rules.check("7.7.7.7") is rules.check("8.8.8.8")  # both the default rule
 
 
@@ -88,6 +89,8 @@ def test_decisions_are_cached_per_record(rules: Rules) -> None:
 def test_nul_is_refused(rules: Rules, bad: object) -> None:
     with pytest.raises(ValueError, match="NUL"):
         rules.check(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NUL"):
+        rules.check_ip(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NUL"):
         rules.check("1.2.3.4", bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NUL"):
@@ -100,6 +103,8 @@ def test_nul_is_refused(rules: Rules, bad: object) -> None:
 def test_wrong_types(rules: Rules, bad: object) -> None:
     with pytest.raises(TypeError, match="ip must be str, bytes"):
         rules.check(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ip must be str, bytes"):
+        rules.check_ip(bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         rules.check_many([bad])  # type: ignore[list-item]
 
@@ -149,6 +154,8 @@ def test_explain_agrees_with_check(rules: Rules, ip: str, host: Optional[str], i
     """The same probes and the same answer (exact: any text; else both refuse the same text)."""
     probes = _or_refused(lambda: rules.explain(ip, host, info, exact=exact))
     d = _or_refused(lambda: rules.check(ip, host, info, exact=exact))
+    if host is None and info is None and not exact:  # check_ip: the same answer, or the same refusal
+        assert _or_refused(lambda: rules.check_ip(ip.encode())) == d
     assert (probes == "refused") == (d == "refused") and (d != "refused" or not exact)
     if isinstance(d, str) or isinstance(probes, str):
         return
