@@ -101,18 +101,25 @@ def parse_request(req: bytes, max_line: int = MAX_LINE, max_attributes: int = MA
 # -- the decision ------------------------------------------------------------------
 
 class _Plan:
-    """What one rule's variables ask of the policy server, read once per rule."""
+    """What one rule's variables ask of the policy server, read once per rule: the answers
+    that depend on nothing else made in advance."""
 
-    __slots__ = ("fixed", "in_relay", "rcptlimit", "wronglimit", "counts", "databytes")
+    __slots__ = ("fixed", "in_relay", "always", "rcptlimit", "wronglimit", "counts", "first_free", "databytes")
 
     def __init__(self, fixed: Optional[str], relay: bool, rcptlimit: Optional[int],
                  wronglimit: Optional[int], databytes: int) -> None:
         self.fixed = fixed  # the answer at every state (deny, RBLSMTPD), or None
-        self.in_relay = "OK" if relay else "DUNNO"  # the answer in the relay check (RELAYCLIENT)
+        # the answer in the relay check (RELAYCLIENT)
+        self.in_relay = fixed if fixed is not None else "OK" if relay else "DUNNO"
         self.rcptlimit = rcptlimit
         self.wronglimit = wronglimit
         self.counts = rcptlimit is not None or wronglimit is not None
+        # a connection's first recipient can neither reach a limit nor be found wrong
+        self.first_free = wronglimit is None and (rcptlimit is None or rcptlimit > 1)
         self.databytes = databytes  # 0: no limit
+        # the answer outside the relay and confirming checks when it depends on nothing
+        # else (no counting, no size limit), or None
+        self.always = fixed if fixed is not None else None if self.counts or databytes else "DUNNO"
 
 
 class _Session(qmailenv.Chkuser):
@@ -240,21 +247,27 @@ class RulesPolicy:
         # bytes as they came (Rules.check takes them as they are, without a copy)
         if b":" in addr:
             addr = _client_ip6(addr)
-        host = None if not name or name == b"unknown" else _client_host(name)
-        d = self._check_ip(addr) if host is None else self._check(addr, host)
+        if name == b"unknown" or not name:
+            d = self._check_ip(addr)
+        else:
+            host = _client_host(name)
+            d = self._check_ip(addr) if host is None else self._check(addr, host)
         p = self._plan_of(d.data) or self.plan(d)
-        if p.fixed is not None:
-            return p.fixed
         if context == self.relay_context:
             return p.in_relay
         if context == self._valid:
+            if p.fixed is not None:
+                return p.fixed
             if state == b"RCPT":
                 s = self.sessions.get(_session_key(attrs))
                 if isinstance(s, _Session):
                     s.pending = False
             return "DUNNO"
-        if p.counts and state == b"RCPT":
-            reply = self._count(attrs, p.rcptlimit, p.wronglimit)
+        reply = p.always
+        if reply is not None:
+            return reply
+        if state == b"RCPT" and p.counts:
+            reply = self._count(attrs, p)
             if reply is not None:
                 return reply
         if p.databytes:
@@ -263,32 +276,33 @@ class RulesPolicy:
                 return _REPLY_DATABYTES
         return "DUNNO"
 
-    def _count(self, attrs: Request, rcptlimit: Optional[int], wronglimit: Optional[int]) -> Optional[str]:
+    def _count(self, attrs: Request, p: _Plan) -> Optional[str]:
         """chkuser's recipient counting for one RCPT request: its reply, or None.
 
         A connection's first recipient, when it can neither reach a limit nor be found
-        wrong, is remembered as the number 1 alone (most connections have one recipient);
-        its counters are made at its second."""
+        wrong (``p.first_free``), is remembered as the number 1 alone (most connections
+        have one recipient); its counters are made at its second."""
         key = _session_key(attrs)
         sessions = self.sessions
         s = sessions.get(key)
         if s is None:
-            if wronglimit is None and (rcptlimit is None or rcptlimit > 1):
+            if p.first_free:
                 sessions[key] = 1
                 if len(sessions) > self.max_sessions:
-                    sessions.popitem(last=False)
+                    sessions.popitem(False)  # the least recently used
                 return None
             s = sessions[key] = _Session(0)
             if len(sessions) > self.max_sessions:
-                sessions.popitem(last=False)
+                sessions.popitem(False)
         else:
             sessions.move_to_end(key)
             if isinstance(s, int):
                 s = sessions[key] = _Session(s)
+        wronglimit = p.wronglimit
         if s.pending:  # the previous recipient never reached the confirming call
             s.pending = False
             s.wrong(wronglimit)
-        reply = s.recipient(rcptlimit)
+        reply = s.recipient(p.rcptlimit)
         s.pending = reply is None and wronglimit is not None
         return reply
 
@@ -309,7 +323,7 @@ def _session_key(attrs: Request) -> Tuple[bytes, ...]:
     try:
         return _CONNECTION(attrs)  # type: ignore[no-any-return]
     except KeyError:
-        return tuple(attrs.get(name, b"") for name in _CONNECTION_NAMES)
+        return tuple([attrs.get(name, b"") for name in _CONNECTION_NAMES])
 
 
 def dunno(attrs: Request) -> str:
