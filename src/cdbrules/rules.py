@@ -420,30 +420,23 @@ class Rules:
         try:
             return st.cache[r]
         except KeyError:
-            return self._new(st, r, b)
+            if r == _BAD_IP:
+                raise _bad_ip(b, self._v6) from None
+            return st.decide(r)
 
     def check_ip(self, ip: Address) -> Decision:
         """``check(ip)``: the decision for a client known by its address alone (no host
         name, no ident reply), in the fewest steps when ip is bytes, as a server reads it
-        off the wire (``cdbrules policyd`` asks this for most requests).  Anything else is
-        passed to :meth:`check`, so the answers and the errors are check's."""
-        if type(ip) is not bytes or 0 in ip:
-            return self.check(ip)
-        if _monotonic() >= self._deadline:
-            self._poll()
-        st = self._state
-        r = _check_tcpip6(st.c, ip) if self._v6 else _check_tcpip(st.c, ip)
-        try:
-            return st.cache[r]
-        except KeyError:
-            return self._new(st, r, ip)
-
-    def _new(self, st: _State, r: int, b: bytes) -> Decision:
-        """The decision for a lookup result not in st's cache: a rule not decoded yet, or
-        the error (ip text b refused, or the C error)."""
-        if r == _BAD_IP:
-            raise _bad_ip(b, self._v6) from None
-        return st.decide(r)
+        off the wire, and its rule was seen before (``cdbrules policyd`` asks this for most
+        requests).  Anything else is :meth:`check`'s, its answers and its errors."""
+        if type(ip) is bytes and 0 not in ip:
+            if _monotonic() >= self._deadline:
+                self._poll()
+            st = self._state
+            d = st.cache.get(_check_tcpip6(st.c, ip) if self._v6 else _check_tcpip(st.c, ip))
+            if d is not None:
+                return d
+        return self.check(ip)
 
     def _ip(self, ip: object) -> bytes:
         """ip as the text to look up: objects and socket addresses written as tcpserver does."""
