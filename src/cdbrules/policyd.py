@@ -244,7 +244,7 @@ class RulesPolicy:
         if request != b"smtpd_access_policy" or not addr:
             return "DUNNO"
         # the rule: client_address as tcpserver writes it, client_name as the host; the
-        # bytes as they came (Rules.check takes them as they are, without a copy)
+        # bytes as they came (Rules.check_ip takes them as they are, without a copy)
         if b":" in addr:
             addr = _client_ip6(addr)
         if name == b"unknown" or not name:
@@ -390,7 +390,7 @@ class _Conn(asyncio.Protocol):
                 self._fail(f"malformed request: {e}", out)
                 return
             try:
-                action = srv.answer(attrs)
+                action = srv._answer(attrs)
             except Exception as e:  # the rules file broke under us: no answer, as the protocol says
                 log.error("policyd: %s: cannot answer: %s: %s", self.peer, type(e).__name__, e)
                 self._fail("", out)
@@ -594,7 +594,7 @@ class PolicyServer:
         # what each request calls: a policy object's __call__ bound once, since CPython
         # calls an instance of a Python class by a slower way than a bound method
         call = getattr(type(policy), "__call__", None)
-        self.answer: Policy = getattr(policy, "__call__") if isinstance(call, types.FunctionType) else policy
+        self._answer: Policy = getattr(policy, "__call__") if isinstance(call, types.FunctionType) else policy
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.max_line = max_line
