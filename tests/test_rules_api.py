@@ -85,6 +85,19 @@ def test_decisions_are_cached_per_record(rules: Rules) -> None:
     assert rules.check("7.7.7.7") is rules.check("8.8.8.8")  # both the default rule
 
 
+def test_check_ip_remembers_addresses_without_changing_an_answer(rules: Rules) -> None:
+    """check_ip keeps the last few thousand addresses it answered (then starts again): the
+    same decisions as check, for more distinct addresses than it keeps, asked twice."""
+    rng = random.Random(5)
+    ips = [f"1.2.3.{rng.randrange(12)}" if i % 3 == 0 else f"{rng.randrange(1, 224)}.{rng.randrange(256)}.0.{i % 256}"
+           for i in range(9000)]
+    assert len(set(ips)) > 5000
+    for ip in ips + ips:
+        assert rules.check_ip(ip.encode()) is rules.check(ip), ip
+    with pytest.raises(ValueError, match="NUL"):
+        rules.check_ip(b"1.2.3.4\0")  # the bytes before the NUL were remembered: still refused
+
+
 @pytest.mark.parametrize("bad", ["1.2.3.4\0", b"1.2\x00", "\0"])
 def test_nul_is_refused(rules: Rules, bad: object) -> None:
     with pytest.raises(ValueError, match="NUL"):
