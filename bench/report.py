@@ -75,6 +75,7 @@ class Row:
         self.rss_kb: Optional[int] = info.get("peak_rss_kb")
         self.cpu_s: Optional[float] = info.get("cpu_s")
         self.cpu_paired: Optional[float] = info.get("cpu_paired")  # policyd over floor, rounds alternating
+        self.wall_paired: Optional[float] = info.get("wall_paired")  # the same for the wall time
         self.median: float = b["stats"]["median"]
         self.rounds: int = b["stats"]["rounds"]
         self.net: float = self.median / self.per  # per operation, floor subtracted (set later)
@@ -188,8 +189,10 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
         text = f"{x:.2f}× {what}"
         if a.cpu_s and b.cpu_s:  # processes: CPU time is steadier than wall on a busy machine
             paired = [f"{r.cpu_paired:.2f}×" for r in (a, b) if r.cpu_paired]
+            walls = [f"{r.wall_paired:.2f}×" for r in (a, b) if r.wall_paired]
             text += f" (CPU time {a.cpu_s / b.cpu_s:.2f}×" + (
-                f"; over rounds alternating with the other row's: {', '.join(paired)})" if paired else ")")
+                f"; over rounds alternating with the other row's: {', '.join(paired)}" if paired else "") + (
+                f"; wall time, round by round: {', '.join(walls)}" if walls else "") + ")"
         out.append([target, text, "yes" if x <= limit else "**no**"])
 
     def rss(target: str, a: Optional[Row], b: Optional[Row], limit: float) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
@@ -111,19 +113,33 @@ def _timed(benchmark, s: Server, other: Server, fn, other_round, setup, rounds: 
     (``other_round``): the two servers' rounds alternate, so a change of load on a busy
     machine touches both, and ``cpu_paired`` (policyd's CPU time over the floor's, both
     measured over the same stretch) is fair where the two rows, run one after the other,
-    may not be.  The report prints it beside the wall-time and row-to-row CPU ratios."""
+    may not be.  ``wall_paired`` is the same for the wall time: the median, over the
+    rounds, of policyd's round over the floor's round run just before or after it.  The
+    report prints both beside the wall-time and row-to-row CPU ratios."""
     before, other_before = s.cpu(), other.cpu()
+    mine: List[float] = []
+    theirs: List[float] = []
 
     def both():  # type: ignore[no-untyped-def]
         args, kwargs = setup()
+        t = time.perf_counter()
         other_round(*args)
+        theirs.append(time.perf_counter() - t)
         return args, kwargs
 
-    benchmark.pedantic(fn, setup=both, rounds=rounds, iterations=1, warmup_rounds=1)
-    mine, theirs = s.cpu() - before, other.cpu() - other_before
-    benchmark.extra_info["cpu_s"] = mine / (rounds + 1)
-    if mine > 0 and theirs > 0:
-        benchmark.extra_info["cpu_paired"] = theirs / mine if s.floor else mine / theirs
+    def timed(*args):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        fn(*args)
+        mine.append(time.perf_counter() - t)
+
+    benchmark.pedantic(timed, setup=both, rounds=rounds, iterations=1, warmup_rounds=1)
+    cpu_mine, cpu_theirs = s.cpu() - before, other.cpu() - other_before
+    benchmark.extra_info["cpu_s"] = cpu_mine / (rounds + 1)
+    if cpu_mine > 0 and cpu_theirs > 0:
+        benchmark.extra_info["cpu_paired"] = cpu_theirs / cpu_mine if s.floor else cpu_mine / cpu_theirs
+    pairs = list(zip(mine, theirs))[1:]  # after the warm-up round (none when not timing)
+    if pairs:
+        benchmark.extra_info["wall_paired"] = statistics.median([b / a if s.floor else a / b for a, b in pairs])
 
 
 ROWS = [("cdbrules policyd", False), ("floor: same server, DUNNO, no lookup", True)]

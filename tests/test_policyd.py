@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from cdbrules import Rules
 from cdbrules.policyd import MalformedRequest, PolicyServer, RulesPolicy, parse_listen, parse_request, postfix_reply
+from cdbrules.qmailenv import REPLY_POLICY, REPLY_RCPTLIMIT
 from policyd_helpers import REQUESTS, STATES, Policyd, ask, cli, compile_rules, encode, request
 
 RULES = """\
@@ -196,6 +197,21 @@ def test_wrong_recipients_need_the_confirming_call(cdb: Path) -> None:
         assert ask_policy(p, _rcpt("7", "10.0.0.8")) == "550 5.7.1 sorry, you are violating our security policies (chkuser)"
         # a client without the limit is never counted
         assert [ask_policy(p, _rcpt("8", "10.0.0.99")) for _ in range(4)] == ["DUNNO"] * 4
+
+
+def test_counting_with_the_confirming_call_and_missing_attributes(cdb: Path) -> None:
+    """A first recipient kept as a bare count meets the confirming call; a request without
+    the connection's attributes is counted under the ones it has."""
+    with Rules(cdb) as rules:
+        p = RulesPolicy(rules, valid_context="valid")
+        assert ask_policy(p, _rcpt("9", "10.0.0.7")) == "DUNNO"
+        assert ask_policy(p, _rcpt("9", "10.0.0.7", "valid")) == "DUNNO"
+        assert ask_policy(p, _rcpt("9", "10.0.0.7")) == "DUNNO"
+        assert ask_policy(p, _rcpt("9", "10.0.0.7")).startswith("550 5.5.3")  # CHKUSER_RCPTLIMIT=3
+        bare = _rcpt("x", "10.0.0.7")
+        del bare["client_port"], bare["server_port"], bare["policy_context"]
+        assert [ask_policy(p, bare) for _ in range(4)] == ["DUNNO", "DUNNO", REPLY_RCPTLIMIT, REPLY_POLICY]
+        assert (b"10.0.0.7", b"", b"127.0.0.1", b"") in p.sessions
 
 
 def test_databytes(policy: RulesPolicy) -> None:

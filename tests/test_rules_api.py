@@ -81,13 +81,29 @@ def test_bytes_and_str_agree(rules: Rules) -> None:
 def test_decisions_are_cached_per_record(rules: Rules) -> None:
     a = rules.check("1.2.3.4")
     assert rules.check("1.2.3.4") is a and rules.check_many(["1.2.3.4"])[0] is a
+    assert rules.check_ip(b"1.2.3.4") is a and rules.check_ip("1.2.3.4") is a
     assert rules.check("7.7.7.7") is rules.check("8.8.8.8")  # both the default rule
+
+
+def test_check_ip_remembers_addresses_without_changing_an_answer(rules: Rules) -> None:
+    """check_ip keeps the last few thousand addresses it answered (then starts again): the
+    same decisions as check, for more distinct addresses than it keeps, asked twice."""
+    rng = random.Random(5)
+    ips = [f"1.2.3.{rng.randrange(12)}" if i % 3 == 0 else f"{rng.randrange(1, 224)}.{rng.randrange(256)}.0.{i % 256}"
+           for i in range(9000)]
+    assert len(set(ips)) > 5000
+    for ip in ips + ips:
+        assert rules.check_ip(ip.encode()) is rules.check(ip), ip
+    with pytest.raises(ValueError, match="NUL"):
+        rules.check_ip(b"1.2.3.4\0")  # the bytes before the NUL were remembered: still refused
 
 
 @pytest.mark.parametrize("bad", ["1.2.3.4\0", b"1.2\x00", "\0"])
 def test_nul_is_refused(rules: Rules, bad: object) -> None:
     with pytest.raises(ValueError, match="NUL"):
         rules.check(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NUL"):
+        rules.check_ip(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NUL"):
         rules.check("1.2.3.4", bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NUL"):
@@ -100,6 +116,8 @@ def test_nul_is_refused(rules: Rules, bad: object) -> None:
 def test_wrong_types(rules: Rules, bad: object) -> None:
     with pytest.raises(TypeError, match="ip must be str, bytes"):
         rules.check(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ip must be str, bytes"):
+        rules.check_ip(bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         rules.check_many([bad])  # type: ignore[list-item]
 
@@ -149,6 +167,8 @@ def test_explain_agrees_with_check(rules: Rules, ip: str, host: Optional[str], i
     """The same probes and the same answer (exact: any text; else both refuse the same text)."""
     probes = _or_refused(lambda: rules.explain(ip, host, info, exact=exact))
     d = _or_refused(lambda: rules.check(ip, host, info, exact=exact))
+    if host is None and info is None and not exact:  # check_ip: the same answer, or the same refusal
+        assert _or_refused(lambda: rules.check_ip(ip.encode())) == d
     assert (probes == "refused") == (d == "refused") and (d != "refused" or not exact)
     if isinstance(d, str) or isinstance(probes, str):
         return

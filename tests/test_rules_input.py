@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import re
 import os
 import socket
 from pathlib import Path
@@ -124,14 +125,17 @@ def test_text_is_accepted_exactly_as_tcpserver_writes_it(path: Path, addr: "ipad
     with Rules(path, forcev6=forcev6, reload_interval=None) as r:
         want = r.check(text, exact=True)
         assert r.check(text) is want and r.check(addr) is want  # type: ignore[arg-type]
+        assert r.check_ip(text.encode()) is want and r.check_ip(addr) is want
         assert r.check_many([text, addr]) == [want, want]  # type: ignore[list-item]
-        # every other spelling of the same address is refused
+        # every other spelling of the same address is refused, by check_ip as by check
         others = {str(addr), addr.exploded, text.upper(), tcpserver_ip(addr, forcev6=not forcev6)}
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
             others.add(addr.exploded.replace(":0000", ":0"))
         for other in others - {text}:
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError) as e:
                 r.check(other)
+            with pytest.raises(ValueError, match=re.escape(str(e.value))):
+                r.check_ip(other.encode())
 
 
 # -- check_many's sequences ------------------------------------------------------------------------

@@ -60,6 +60,11 @@ def test_replacement_seen_after_the_interval(tmp_path: Path, clock: FakeClock) -
         clock.now += 0.2
         assert v(r) == "deny" and r.check("1.2.9.9").env["V"] == "b-net"
         assert r.reload_error is None
+        put(p, A)  # check_ip, the bytes path, waits for the interval and then sees it too
+        clock.now += 4.9
+        assert r.check_ip(b"1.2.3.4").allowed is False
+        clock.now += 0.2
+        assert r.check_ip(b"1.2.3.4").env["V"] == "a"
 
 
 def test_reload_forces_a_check(tmp_path: Path, clock: FakeClock) -> None:
@@ -81,6 +86,9 @@ def test_interval_zero_checks_every_lookup(tmp_path: Path) -> None:
         for i in range(6):
             put(p, A if i % 2 else B)
             assert v(r) == ("a" if i % 2 else "deny")
+            put(p, B if i % 2 else A)
+            assert r.check_ip(b"1.2.3.4").env.get("V") == (None if i % 2 else "a")
+            put(p, A if i % 2 else B)
             assert r.check_many(["1.2.3.4", "5.6.7.8"])[1].env.get("V") == ("a-default" if i % 2 else "b")
 
 
@@ -212,7 +220,8 @@ def test_close(tmp_path: Path) -> None:
     with Rules(p, reload_interval=0) as r:
         assert not r.closed and "loaded" in repr(r)
     assert r.closed and "closed" in repr(r)
-    for call in (lambda: r.check("1.2.3.4"), lambda: r.check("1.2.3.4", "h", "i"), lambda: r.check_many(["x"]),
+    for call in (lambda: r.check("1.2.3.4"), lambda: r.check("1.2.3.4", "h", "i"), lambda: r.check_ip(b"1.2.3.4"),
+                 lambda: r.check_many(["x"]),
                  lambda: r.check_many([]), lambda: r.explain("1.2.3.4"), r.reload):
         with pytest.raises(ValueError, match="closed"):
             call()

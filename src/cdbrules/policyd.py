@@ -31,12 +31,14 @@ import asyncio
 import collections
 import functools
 import logging
+import operator
 import os
 import re
 import signal
 import socket
 import stat
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+import types
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from . import qmailenv
 from .iptext import tcpserver_host, tcpserver_ip
@@ -99,18 +101,25 @@ def parse_request(req: bytes, max_line: int = MAX_LINE, max_attributes: int = MA
 # -- the decision ------------------------------------------------------------------
 
 class _Plan:
-    """What one rule's variables ask of the policy server, read once per rule."""
+    """What one rule's variables ask of the policy server, read once per rule: the answers
+    that depend on nothing else made in advance."""
 
-    __slots__ = ("fixed", "in_relay", "rcptlimit", "wronglimit", "counts", "databytes")
+    __slots__ = ("fixed", "in_relay", "always", "rcptlimit", "wronglimit", "counts", "first_free", "databytes")
 
     def __init__(self, fixed: Optional[str], relay: bool, rcptlimit: Optional[int],
                  wronglimit: Optional[int], databytes: int) -> None:
         self.fixed = fixed  # the answer at every state (deny, RBLSMTPD), or None
-        self.in_relay = "OK" if relay else "DUNNO"  # the answer in the relay check (RELAYCLIENT)
+        # the answer in the relay check (RELAYCLIENT)
+        self.in_relay = fixed if fixed is not None else "OK" if relay else "DUNNO"
         self.rcptlimit = rcptlimit
         self.wronglimit = wronglimit
         self.counts = rcptlimit is not None or wronglimit is not None
+        # a connection's first recipient can neither reach a limit nor be found wrong
+        self.first_free = wronglimit is None and (rcptlimit is None or rcptlimit > 1)
         self.databytes = databytes  # 0: no limit
+        # the answer outside the relay and confirming checks when it depends on nothing
+        # else (no counting, no size limit), or None
+        self.always = fixed if fixed is not None else None if self.counts or databytes else "DUNNO"
 
 
 class _Session(qmailenv.Chkuser):
@@ -194,11 +203,15 @@ class RulesPolicy:
         self.reject = f"REJECT {reject_text}" if reject_text else "REJECT"
         self.relay_context = relay_context.encode()
         self.valid_context = None if valid_context is None else valid_context.encode()
+        self._valid: object = self.valid_context or _NEVER  # an empty name is no context
         self.max_sessions = sessions
-        self.sessions: "collections.OrderedDict[Tuple[bytes, ...], _Session]" = collections.OrderedDict()
+        # a connection's counters, or 1 for a connection with one recipient so far (_count)
+        self.sessions: "collections.OrderedDict[Tuple[bytes, ...], Union[_Session, int]]" = \
+            collections.OrderedDict()
         self._plans: Dict[bytes, _Plan] = {}  # a rule record's data -> its plan
         self._plan_of = self._plans.get  # bound once: the path of every request
         self._check = rules.check
+        self._check_ip = rules.check_ip
 
     def plan(self, d: Decision) -> _Plan:
         """What decision d asks for, computed once per rule record (its data decides)."""
@@ -224,68 +237,93 @@ class RulesPolicy:
         return p
 
     def __call__(self, attrs: Request) -> str:
-        get = attrs.get
-        addr = get(b"client_address")
-        if not addr or get(b"request") != b"smtpd_access_policy":
+        try:
+            request, addr, name, context, state = _FIELDS(attrs)
+        except KeyError:  # not all sent (an older Postfix, a test): the absent ones are None
+            request, addr, name, context, state = map(attrs.get, _FIELD_NAMES)
+        if request != b"smtpd_access_policy" or not addr:
             return "DUNNO"
         # the rule: client_address as tcpserver writes it, client_name as the host; the
-        # bytes as they came (Rules.check takes them as they are, without a copy)
+        # bytes as they came (Rules.check_ip takes them as they are, without a copy)
         if b":" in addr:
             addr = _client_ip6(addr)
-        name = get(b"client_name")
-        host = None if not name or name == b"unknown" else _client_host(name)
-        d = self._check(addr) if host is None else self._check(addr, host)
+        if name == b"unknown" or not name:
+            d = self._check_ip(addr)
+        else:
+            host = _client_host(name)
+            d = self._check_ip(addr) if host is None else self._check(addr, host)
         p = self._plan_of(d.data) or self.plan(d)
-        if p.fixed is not None:
-            return p.fixed
-        context = get(b"policy_context")
         if context == self.relay_context:
             return p.in_relay
-        if context and context == self.valid_context:
-            if get(b"protocol_state") == b"RCPT":
+        if context == self._valid:
+            if p.fixed is not None:
+                return p.fixed
+            if state == b"RCPT":
                 s = self.sessions.get(_session_key(attrs))
-                if s is not None:
+                if isinstance(s, _Session):
                     s.pending = False
             return "DUNNO"
-        if p.counts and get(b"protocol_state") == b"RCPT":
-            reply = self._count(attrs, p.rcptlimit, p.wronglimit)
+        reply = p.always
+        if reply is not None:
+            return reply
+        if state == b"RCPT" and p.counts:
+            reply = self._count(attrs, p)
             if reply is not None:
                 return reply
         if p.databytes:
-            size = get(b"size")
+            size = attrs.get(b"size")
             if size and qmailenv.leading_number(size.decode("ascii", "replace")) > p.databytes:
                 return _REPLY_DATABYTES
         return "DUNNO"
 
-    def _count(self, attrs: Request, rcptlimit: Optional[int], wronglimit: Optional[int]) -> Optional[str]:
-        """chkuser's recipient counting for one RCPT request: its reply, or None."""
+    def _count(self, attrs: Request, p: _Plan) -> Optional[str]:
+        """chkuser's recipient counting for one RCPT request: its reply, or None.
+
+        A connection's first recipient, when it can neither reach a limit nor be found
+        wrong (``p.first_free``), is remembered as the number 1 alone (most connections
+        have one recipient); its counters are made at its second."""
         key = _session_key(attrs)
         sessions = self.sessions
         s = sessions.get(key)
         if s is None:
-            if wronglimit is None and (rcptlimit is None or rcptlimit > 1):  # the first recipient
-                sessions[key] = _Session(1)
+            if p.first_free:
+                sessions[key] = 1
                 if len(sessions) > self.max_sessions:
-                    sessions.popitem(last=False)
+                    sessions.popitem(False)  # the least recently used
                 return None
             s = sessions[key] = _Session(0)
             if len(sessions) > self.max_sessions:
-                sessions.popitem(last=False)
+                sessions.popitem(False)
         else:
             sessions.move_to_end(key)
+            if isinstance(s, int):
+                s = sessions[key] = _Session(s)
+        wronglimit = p.wronglimit
         if s.pending:  # the previous recipient never reached the confirming call
             s.pending = False
             s.wrong(wronglimit)
-        reply = s.recipient(rcptlimit)
+        reply = s.recipient(p.rcptlimit)
         s.pending = reply is None and wronglimit is not None
         return reply
 
 
+#: What every request is read for, fetched at once (Postfix 3.1 and later send them all).
+_FIELD_NAMES = (b"request", b"client_address", b"client_name", b"policy_context", b"protocol_state")
+_FIELDS = operator.itemgetter(*_FIELD_NAMES)
+_CONNECTION_NAMES = (b"client_address", b"client_port", b"server_address", b"server_port")
+_CONNECTION = operator.itemgetter(*_CONNECTION_NAMES)
+
+#: valid_context when there is none: equal to no policy_context.
+_NEVER = object()
+
+
 def _session_key(attrs: Request) -> Tuple[bytes, ...]:
-    """The SMTP connection a request belongs to (see :class:`RulesPolicy`)."""
-    get = attrs.get
-    return (get(b"client_address", b""), get(b"client_port", b""),
-            get(b"server_address", b""), get(b"server_port", b""))
+    """The SMTP connection a request belongs to (see :class:`RulesPolicy`); what is not
+    sent counts as empty."""
+    try:
+        return _CONNECTION(attrs)  # type: ignore[no-any-return]
+    except KeyError:
+        return tuple([attrs.get(name, b"") for name in _CONNECTION_NAMES])
 
 
 def dunno(attrs: Request) -> str:
@@ -352,7 +390,7 @@ class _Conn(asyncio.Protocol):
                 self._fail(f"malformed request: {e}", out)
                 return
             try:
-                action = srv.policy(attrs)
+                action = srv._answer(attrs)
             except Exception as e:  # the rules file broke under us: no answer, as the protocol says
                 log.error("policyd: %s: cannot answer: %s: %s", self.peer, type(e).__name__, e)
                 self._fail("", out)
@@ -553,6 +591,10 @@ class PolicyServer:
                  max_attributes: int = MAX_ATTRIBUTES, max_request: int = MAX_REQUEST,
                  verbose: bool = False) -> None:
         self.policy = policy
+        # what each request calls: a policy object's __call__ bound once, since CPython
+        # calls an instance of a Python class by a slower way than a bound method
+        call = getattr(type(policy), "__call__", None)
+        self._answer: Policy = getattr(policy, "__call__") if isinstance(call, types.FunctionType) else policy
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.max_line = max_line

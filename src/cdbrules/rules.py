@@ -72,6 +72,10 @@ _ZEROS = array.array("q", [0])  # check_many's results, int64 each
 # the bound, just not kept).
 _CACHE_MIN = 1 << 16
 _CACHE_PER = 10  # one decision per 2**10 bytes of file
+# Addresses check_ip remembers per loaded file (then it starts again): the clients of the
+# last few thousand lookups, for a server asked about one client again and again (Postfix
+# asks a policy server about one SMTP session several times).
+_BY_IP_MAX = 4096
 _recspan = C.cdb_recspan
 _HEAD = C.CDB_RECORD_HEAD
 _NO_SPAN = C.NO_SPAN
@@ -243,7 +247,7 @@ class _State:
     so a reload in another thread cannot free what it reads; the bytes go with the last
     reference."""
 
-    __slots__ = ("c", "mm", "buf", "cache", "envs", "keep", "sig", "path", "loaded", "settled")
+    __slots__ = ("c", "mm", "buf", "cache", "envs", "keep", "by_ip", "sig", "path", "loaded", "settled")
 
     def __init__(self, c: Any, mm: Any, buf: Any, sig: Optional[Tuple[int, int, int, int]],
                  path: str, loaded: bool, settled: bool = True) -> None:
@@ -260,6 +264,7 @@ class _State:
         self.cache: Dict[int, Decision] = {0: _NO_MATCH}
         self.keep = max(_CACHE_MIN, len(mm) >> _CACHE_PER) if mm is not None else _CACHE_MIN
         self.envs: Dict[bytes, Tuple[bool, Mapping[str, str], bytes]] = {}  # data -> (allowed, env, data)
+        self.by_ip: Dict[bytes, Decision] = {}  # check_ip's recent addresses -> their decisions
 
     @classmethod
     def load(cls, path: PathLike, verify: bool) -> "_State":
@@ -439,6 +444,30 @@ class Rules:
             if r == _BAD_IP:
                 raise _bad_ip(b, self._v6) from None
             return st.decide(r)
+
+    def check_ip(self, ip: Address) -> Decision:
+        """``check(ip)``: the decision for a client known by its address alone (no host
+        name, no ident reply), in the fewest steps when ip is bytes, as a server reads it
+        off the wire (``cdbrules policyd`` asks this for most requests).  The last few
+        thousand such addresses are remembered with their decisions, until the file is
+        replaced: a client asked about again is answered without a lookup.  Anything else
+        is :meth:`check`'s, its answers and its errors."""
+        if type(ip) is bytes:
+            if _monotonic() >= self._deadline:
+                self._poll()
+            st = self._state
+            by_ip = st.by_ip
+            d = by_ip.get(ip)
+            if d is not None:
+                return d
+            if 0 not in ip:
+                d = st.cache.get(_check_tcpip6(st.c, ip) if self._v6 else _check_tcpip(st.c, ip))
+                if d is not None:
+                    if len(by_ip) >= _BY_IP_MAX:
+                        by_ip.clear()
+                    by_ip[ip] = d
+                    return d
+        return self.check(ip)
 
     def _ip(self, ip: object) -> bytes:
         """ip as the text to look up: objects and socket addresses written as tcpserver does."""
