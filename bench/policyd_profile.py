@@ -50,7 +50,7 @@ from conftest import Batches, RulesFile  # noqa: E402
 _spec = importlib.util.spec_from_file_location("bench_test_policyd", HERE / "test_policyd.py")
 _bench = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(_bench)  # type: ignore[union-attr]
-_requests = _bench._requests
+Traffic = _bench.Traffic
 
 import cdbrules  # noqa: E402
 from cdbrules.policyd import PolicyServer, RulesPolicy, dunno  # noqa: E402
@@ -71,10 +71,15 @@ class _Sink:
 
 
 def traffic(src: Path, cdb: Path, n: int) -> Tuple[List[bytes], List[bytes]]:
-    """bench/test_policyd.py's requests (client_port ``@PORT@``) and policyd's replies."""
+    """n of bench/test_policyd.py's requests (sessions of clients never seen before) and
+    policyd's replies: every round takes requests not sent before."""
     _, named = _data.smtp_rules(1000)
     probes = _data.smtp_probes(named, 10_000)
-    return _requests(RulesFile("1k", src, cdb, Batches(probes), probes), n)
+    t = Traffic(RulesFile("1k", src, cdb, Batches(probes), probes))
+    try:
+        return t.round(n)  # type: ignore[no-any-return]
+    finally:
+        t.close()
 
 
 def _server(floor: bool, cdb: Path, reqs: List[bytes], want: List[bytes], chunk: int, mode: str,
@@ -106,9 +111,8 @@ async def _serve(floor: bool, cdb: Path, reqs: List[bytes], want: List[bytes], c
             rnd = pipe.recv()
             if rnd is None:
                 break
-            j = rnd * chunk % n
-            k = range(j, min(j + chunk, n))
-            batch = [reqs[i].replace(b"@PORT@", b"%d" % (rnd * n + i)) for i in k]
+            k = range(rnd * chunk, min(rnd * chunk + chunk, n))  # (the parent made enough)
+            batch = [reqs[i] for i in k]
             reads = [b"".join(batch)] if mode == "pipelined" else batch
             expect = b"action=DUNNO\n\n" * len(k) if floor else b"".join(want[i] for i in k)
             sink.out.clear()
@@ -140,7 +144,7 @@ def main() -> int:
         src, cdb = Path(tmp) / "tcp.smtp", Path(tmp) / "tcp.smtp.cdb"
         src.write_bytes(_data.smtp_rules(1000)[0])
         cdbrules.compile(src, cdb)
-        reqs, want = traffic(src, cdb, 5000)
+        reqs, want = traffic(src, cdb, (max(ns.rounds // 10, 2) + ns.rounds) * ns.chunk)
         names = ("floor", "policyd")
         pipes, procs = {}, []
         for name in names:
