@@ -104,7 +104,7 @@ class _Plan:
     """What one rule's variables ask of the policy server, read once per rule: the answers
     that depend on nothing else made in advance."""
 
-    __slots__ = ("fixed", "in_relay", "always", "rcptlimit", "wronglimit", "counts", "first_free", "databytes")
+    __slots__ = ("fixed", "in_relay", "always", "rcptlimit", "wronglimit", "counts", "free_below", "databytes")
 
     def __init__(self, fixed: Optional[str], relay: bool, rcptlimit: Optional[int],
                  wronglimit: Optional[int], databytes: int) -> None:
@@ -114,8 +114,9 @@ class _Plan:
         self.rcptlimit = rcptlimit
         self.wronglimit = wronglimit
         self.counts = rcptlimit is not None or wronglimit is not None
-        # a connection's first recipient can neither reach a limit nor be found wrong
-        self.first_free = wronglimit is None and (rcptlimit is None or rcptlimit > 1)
+        # while no recipient can be found wrong, a connection's recipients up to this many
+        # cannot reach the limit: counting them needs no more than their number
+        self.free_below = 0 if wronglimit is not None else rcptlimit if rcptlimit is not None else 1 << 62
         self.databytes = databytes  # 0: no limit
         # the answer outside the relay and confirming checks when it depends on nothing
         # else (no counting, no size limit), or None
@@ -279,25 +280,27 @@ class RulesPolicy:
     def _count(self, attrs: Request, p: _Plan) -> Optional[str]:
         """chkuser's recipient counting for one RCPT request: its reply, or None.
 
-        A connection's first recipient, when it can neither reach a limit nor be found
-        wrong (``p.first_free``), is remembered as the number 1 alone (most connections
-        have one recipient); its counters are made at its second."""
+        While a connection's recipients cannot reach the limit and none can be found
+        wrong (fewer than ``p.free_below`` with this one), they are remembered as their
+        number alone; the counters (a :class:`_Session`) are made when one could reach it.
+        Most connections never need them, and a number is no object for the garbage
+        collector to walk."""
         key = _session_key(attrs)
         sessions = self.sessions
-        s = sessions.get(key)
-        if s is None:
-            if p.first_free:
-                sessions[key] = 1
-                if len(sessions) > self.max_sessions:
-                    sessions.popitem(False)  # the least recently used
-                return None
-            s = sessions[key] = _Session(0)
-            if len(sessions) > self.max_sessions:
-                sessions.popitem(False)
+        got = sessions.get(key)
+        if got is None:
+            got = 0
+            if len(sessions) >= self.max_sessions:
+                sessions.popitem(False)  # the least recently used
         else:
             sessions.move_to_end(key)
-            if isinstance(s, int):
-                s = sessions[key] = _Session(s)
+        if isinstance(got, int):
+            if got + 1 < p.free_below:
+                sessions[key] = got + 1
+                return None
+            s = sessions[key] = _Session(got)
+        else:
+            s = got
         wronglimit = p.wronglimit
         if s.pending:  # the previous recipient never reached the confirming call
             s.pending = False
