@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -76,6 +77,7 @@ class Row:
         self.cpu_s: Optional[float] = info.get("cpu_s")
         self.cpu_paired: Optional[float] = info.get("cpu_paired")  # policyd over floor, rounds alternating
         self.wall_paired: Optional[float] = info.get("wall_paired")  # the same for the wall time
+        self.wall_pairs: List[float] = list(info.get("wall_pair_ratios") or [])  # each round's, policyd over floor
         self.median: float = b["stats"]["median"]
         self.rounds: int = b["stats"]["rounds"]
         self.net: float = self.median / self.per  # per operation, floor subtracted (set later)
@@ -186,13 +188,22 @@ def targets(groups: Dict[str, List[Row]], big: str, huge: str) -> List[List[str]
             out.append([target, "not measured", "—"])
             return
         x = getattr(a, field) / getattr(b, field)
-        text = f"{x:.2f}× {what}"
+        notes = []
+        pairs = a.wall_pairs + b.wall_pairs
+        if pairs:  # rounds run side by side decide, not the two rows, which run one after the other
+            notes.append(f"median of {len(pairs)} rounds, each beside the other server's, wall time; "
+                         f"the two rows: {x:.2f}×")
+            x = statistics.median(pairs)
         if a.cpu_s and b.cpu_s:  # processes: CPU time is steadier than wall on a busy machine
+            notes.append(f"CPU time {a.cpu_s / b.cpu_s:.2f}×")
             paired = [f"{r.cpu_paired:.2f}×" for r in (a, b) if r.cpu_paired]
-            walls = [f"{r.wall_paired:.2f}×" for r in (a, b) if r.wall_paired]
-            text += f" (CPU time {a.cpu_s / b.cpu_s:.2f}×" + (
-                f"; over rounds alternating with the other row's: {', '.join(paired)}" if paired else "") + (
-                f"; wall time, round by round: {', '.join(walls)}" if walls else "") + ")"
+            if paired:
+                notes.append(f"CPU time over rounds alternating with the other row's: {', '.join(paired)}")
+            if not pairs:
+                walls = [f"{r.wall_paired:.2f}×" for r in (a, b) if r.wall_paired]
+                if walls:
+                    notes.append(f"wall time, round by round: {', '.join(walls)}")
+        text = f"{x:.2f}× {what}" + (f" ({'; '.join(notes)})" if notes else "")
         out.append([target, text, "yes" if x <= limit else "**no**"])
 
     def rss(target: str, a: Optional[Row], b: Optional[Row], limit: float) -> None:

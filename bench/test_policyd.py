@@ -165,7 +165,9 @@ def _timed(benchmark, s: Server, other: Server, fn, other_round, setup, rounds: 
         benchmark.extra_info["cpu_paired"] = cpu_theirs / cpu_mine if s.floor else cpu_mine / cpu_theirs
     pairs = list(zip(mine, theirs))[1:]  # after the warm-up round (none when not timing)
     if pairs:
-        benchmark.extra_info["wall_paired"] = statistics.median([b / a if s.floor else a / b for a, b in pairs])
+        ratios = [b / a if s.floor else a / b for a, b in pairs]
+        benchmark.extra_info["wall_paired"] = statistics.median(ratios)
+        benchmark.extra_info["wall_pair_ratios"] = ratios  # report.py's verdict: both rows' pairs
 
 
 ROWS = [("cdbrules policyd", False), ("floor: same server, DUNNO, no lookup", True)]
