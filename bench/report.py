@@ -482,8 +482,10 @@ def notes(tables: Tables) -> str:
         (1, "Only a CPython C-API entry point would close the rest. That would be a second binding "
             "layer, which this package does not have."),
         (0, f"**The {big}-prefix block list is bound by memory latency.** The C lookup alone takes "
-            f"{ns(c_big)}, even with every probe's hash slot prefetched. Most checks hit a record not "
-            "yet seen, which must be decoded once."),
+            f"{ns(c_big)}, with every probe's hash slot prefetched and most absent keys ruled out by "
+            "the bitmap of the file's hashes: half the checks end at a record, two reads from main "
+            "memory one after the other. Many of those records were not seen before, and each one's "
+            "decision must be decoded once."),
     ]
     said = []
     for size in sizes:
