@@ -308,12 +308,8 @@ class _State:
             parsed = (allowed, env, data)
             if len(self.envs) < self.keep:
                 self.envs[data] = parsed
-        d = _new_object(Decision)
-        _set_allowed(d, parsed[0])
-        _set_rule(d, _decode(key))
-        _set_env(d, parsed[1])
-        _set_key(d, key)
-        _set_data(d, parsed[2])  # one bytes object for every record with the same data
+        # (parsed[2]: one bytes object for every record with the same data)
+        d = Decision._of(parsed[0], _decode(key), parsed[1], key, parsed[2])
         if len(self.cache) < self.keep:
             self.cache[r] = d
         return d
