@@ -80,7 +80,6 @@ _recspan = C.cdb_recspan
 _HEAD = C.CDB_RECORD_HEAD
 _NO_SPAN = C.NO_SPAN
 _new_object = object.__new__
-_set_attr = object.__setattr__
 
 # An empty cdb (every hash table empty): the rules of a missing file under missing_ok.
 _EMPTY_CDB = struct.pack("<II", 2048, 0) * 256
@@ -437,17 +436,23 @@ class Rules:
         try:
             return st.cache[r]
         except KeyError:
-            if r == _BAD_IP:
-                raise _bad_ip(b, self._v6) from None
-            return st.decide(r)
+            pass
+        return self._first(st, r, b)
+
+    def _first(self, st: _State, r: int, b: bytes) -> Decision:
+        """The decision for IP lookup result r of ip text b that none kept yet: a record
+        not seen before, an ip refused, or the C error."""
+        if r == _BAD_IP:
+            raise _bad_ip(b, self._v6)
+        return st.decide(r)
 
     def check_ip(self, ip: Address) -> Decision:
         """``check(ip)``: the decision for a client known by its address alone (no host
         name, no ident reply), in the fewest steps when ip is bytes, as a server reads it
         off the wire (``cdbrules policyd`` asks this for most requests).  The last few
         thousand such addresses are remembered with their decisions, until the file is
-        replaced: a client asked about again is answered without a lookup.  Anything else
-        is :meth:`check`'s, its answers and its errors."""
+        replaced: a client asked about again is answered without a lookup.  Its answers and
+        errors are :meth:`check`'s, which takes whatever is not bytes without a NUL."""
         if type(ip) is bytes:
             if _monotonic() >= self._deadline:
                 self._poll()
@@ -457,12 +462,14 @@ class Rules:
             if d is not None:
                 return d
             if 0 not in ip:
-                d = st.cache.get(_check_tcpip6(st.c, ip) if self._v6 else _check_tcpip(st.c, ip))
-                if d is not None:
-                    if len(by_ip) >= _BY_IP_MAX:
-                        by_ip.clear()
-                    by_ip[ip] = d
-                    return d
+                r = _check_tcpip6(st.c, ip) if self._v6 else _check_tcpip(st.c, ip)
+                d = st.cache.get(r)
+                if d is None:  # (one lookup: a record not seen yet is decided from it)
+                    d = self._first(st, r, ip)
+                if len(by_ip) >= _BY_IP_MAX:
+                    by_ip.clear()
+                by_ip[ip] = d
+                return d
         return self.check(ip)
 
     def _ip(self, ip: object) -> bytes:
