@@ -52,6 +52,7 @@ def _rows(path: Path, keys: List[bytes]) -> Tuple[List[Tuple[str, str, Dict[str,
     import cdbx
     from cdbrules import Reader
     from cdbrules._native import ffi, lib
+    from cdbrules._bindings import release_cdb
     from cdbrules.reader import read_cdb
 
     r = Reader(path)
@@ -76,8 +77,7 @@ def _rows(path: Path, keys: List[bytes]) -> Tuple[List[Tuple[str, str, Dict[str,
     def close() -> None:
         r.close()
         db.close()
-        for b in buf if isinstance(buf, tuple) else (buf,):  # (a big file's bitmap too)
-            ffi.release(b)
+        release_cdb(buf)
 
     return [(name, stmt, g) for name, stmt in rows], close
 

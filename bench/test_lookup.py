@@ -53,6 +53,7 @@ class Impl:
 def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
     try:
         from cdbrules._native import ffi, lib
+        from cdbrules._bindings import release_cdb
         from cdbrules.reader import read_cdb
     except ImportError as e:  # pragma: no cover - the package layout changed
         pytest.skip(f"cdbrules internals for the cffi rows are gone: {e}")
@@ -77,8 +78,7 @@ def _cffi_rows(kf: KeyFile, batches: Batches, name: str) -> Impl:
         return r != 0
 
     def close() -> None:
-        for b in buf if isinstance(buf, tuple) else (buf,):  # (a big file's bitmap too)
-            ffi.release(b)
+        release_cdb(buf)
 
     return Impl(run_probe, answer, close)
 

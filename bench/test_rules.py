@@ -189,12 +189,12 @@ def test_rules_check(benchmark, rules: RulesFile, row: str) -> None:  # type: ig
         if row == "floor empty loop":
             run = _empty(batches)
         elif row == "cffi rules_check_ip":
-            from cdbrules._native import ffi, lib
+            from cdbrules._native import lib
+            from cdbrules._bindings import release_cdb
             from cdbrules.reader import read_cdb
 
             _, c, held, _, _ = read_cdb(rules.path)
-            for buf in held if isinstance(held, tuple) else (held,):  # (a big file's bitmap too)
-                closers.append(lambda buf=buf: ffi.release(buf))
+            closers.append(lambda: release_cdb(held))
             rci = lib.rules_check_ip
             for ip in probes:
                 assert rci(c, ip.encode()) >= 0

@@ -142,6 +142,13 @@ def open_cdb(data: Any) -> Tuple[Any, Any]:
     return c, buf
 
 
+def release_cdb(held: Any) -> None:
+    """Free at once what :func:`open_cdb` returned beside the struct (the buffer, and a
+    big file's bitmap); the struct must not be used after."""
+    for b in held if isinstance(held, tuple) else (held,):
+        ffi.release(b)
+
+
 def closed_cdb() -> Any:
     """A struct cdb without a map: every lookup on it fails with EBADF."""
     return ffi.new("struct cdb *")
